@@ -1,0 +1,155 @@
+"""The ``edgecls`` command. Each command parses options and calls one library function.
+
+Heavy modules are imported inside the commands: ``edgecls --help`` and every device
+command run without TensorFlow. Library errors (:mod:`edgecls.errors`) become one line on
+stderr and a non-zero exit; nothing here prints a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgecls import __version__
+from edgecls.errors import EdgeclsError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="edgecls",
+    help="Train a small image classifier, quantize it for a Pi or Coral, and prove it still works there.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors and Ctrl-C into one line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EdgeclsError as err:
+            fail(str(err), err.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted: nothing partial was written", 130)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgecls {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """edgecls: a folder of labelled images to a live classifier on a Pi or Coral."""
+
+
+@app.command("demo-data")
+@handle_errors
+def demo_data(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to create, with train/ and test/ splits.")],
+    classes: Annotated[int, typer.Option(help="Number of classes (2 to 6). 2 is binary, like the article.")] = 2,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same files.")] = 0,
+    train_per_class: Annotated[int, typer.Option(help="Training images per class.")] = 3000,
+    test_per_class: Annotated[int, typer.Option(help="Test images per class.")] = 400,
+    force: Annotated[bool, typer.Option(help="Replace OUT_DIR if it exists.")] = False,
+) -> None:
+    """Write the built-in dataset: shapes in clutter, one subfolder per class."""
+    from edgecls.demo_data import DemoDataOptions, generate
+
+    counts = generate(out_dir, DemoDataOptions(classes, train_per_class, test_per_class, seed), force=force)
+    out_console.print(f"wrote {counts['train']} training and {counts['test']} test images to {out_dir}")
+
+
+@app.command()
+@handle_errors
+def train(
+    data_dir: Annotated[Path, typer.Argument(help="Folder with one subfolder of images per class.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (model, labels, spec, history, curves).")],
+    epochs: Annotated[int, typer.Option(help="Passes over the data (the article uses 5).")] = 5,
+    val_dir: Annotated[Path | None, typer.Option(help="Separate validation folder with the same classes.")] = None,
+    val_split: Annotated[float, typer.Option(help="Fraction held out for validation when no --val-dir.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed for split, shuffling, augmentation and weights.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty run folder.")] = False,
+) -> None:
+    """Train the article's CNN (64x64x3, two conv blocks, Dense(128)) on DATA_DIR."""
+    from edgecls.train import TrainOptions
+    from edgecls.train import train as run_train
+
+    result = run_train(data_dir, out, TrainOptions(epochs=epochs, val_dir=val_dir, val_split=val_split,
+                                                   seed=seed, force=force), err_console)
+    out_console.print(
+        f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.2%}; "
+        f"run folder {result.run_dir}"
+    )
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder from 'edgecls train'.")],
+    data: Annotated[Path, typer.Option(help="Folder with one subfolder per class to evaluate on.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+) -> None:
+    """Accuracy, per-class precision and recall, and a confusion matrix (table and confusion.png)."""
+    from edgecls.evaluate import evaluate as run_evaluate
+    from edgecls.fsutil import atomic_write_json
+
+    report, _ = run_evaluate(run_dir, data)
+    table = Table(title=f"{run_dir} on {data}: accuracy {report.accuracy:.2%} ({report.count} images)")
+    table.add_column("class")
+    table.add_column("precision", justify="right")
+    table.add_column("recall", justify="right")
+    for label in report.labels:
+        table.add_column(f"-> {label}", justify="right")
+    for i, label in enumerate(report.labels):
+        table.add_row(label, f"{report.precision[i]:.3f}", f"{report.recall[i]:.3f}", *map(str, report.confusion[i]))
+    out_console.print(table)
+    out_console.print(f"confusion matrix image: {Path(run_dir) / 'confusion.png'}")
+    if json_out is not None:
+        atomic_write_json(json_out, report.to_dict())
+
+
+def _register_subcommands() -> None:
+    """Commands of edgecls.convert and edgecls.device register themselves on ``app``."""
+    import importlib
+
+    for module in ("edgecls.convert.cli", "edgecls.device.cli"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _register_subcommands()
+    app(prog_name="edgecls")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""``edgecls train``: the article's CNN on a class-folder dataset. Host only.
+
+Everything is written into a staged folder beside RUN_DIR and swapped in at the end, so
+a failed or interrupted run leaves nothing at RUN_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from edgecls import plots
+from edgecls.dataset import BATCH_SIZE, eval_dataset, train_dataset
+from edgecls.errors import DataError
+from edgecls.folders import FolderScan, LoadedImages, load_scan, scan_folder
+from edgecls.fsutil import StagedDir, atomic_write_json, atomic_write_text, check_writable_dir
+from edgecls.labels import write_labels
+from edgecls.model import LABELS_FILE, MODEL_FILE, SPEC_FILE, build_model, import_keras
+from edgecls.spec import ModelSpec, save_spec
+
+#: The article trains for 5 epochs.
+DEFAULT_EPOCHS = 5
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """epochs: passes over the training set (>= 1).
+    val_dir: a separate validation folder with the same class folders; else val_split is used.
+    val_split: fraction of DATA_DIR held out (stratified) when no val_dir is given, in (0, 1).
+    seed: seeds the split, the shuffles, the augmentation and the weights.
+    batch_size: 32, as the article.
+    force: replace a non-empty RUN_DIR.
+    """
+
+    epochs: int = DEFAULT_EPOCHS
+    val_dir: Path | None = None
+    val_split: float = 0.2
+    seed: int = 0
+    batch_size: int = BATCH_SIZE
+    force: bool = False
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise DataError(f"--epochs must be at least 1, got {self.epochs}")
+        if not 0.0 < self.val_split < 1.0:
+            raise DataError(f"--val-split must be between 0 and 1 (exclusive), got {self.val_split}")
+        if self.batch_size < 1:
+            raise DataError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    labels: tuple[str, ...]
+    history: dict[str, list[float]]
+    best_epoch: int
+    best_val_accuracy: float
+    train_count: int
+    val_count: int
+    skipped: tuple[Path, ...]
+    images_per_second: tuple[float, ...]
+
+
+def _split(loaded: LoadedImages, fraction: float, seed: int) -> tuple[LoadedImages, LoadedImages]:
+    rng = np.random.default_rng(seed)
+    val_idx = []
+    for c in np.unique(loaded.y):
+        idx = rng.permutation(np.flatnonzero(loaded.y == c))
+        val_idx.extend(idx[: max(1, round(len(idx) * fraction))].tolist())
+    mask = np.zeros(len(loaded.y), bool)
+    mask[val_idx] = True
+
+    def pick(m: np.ndarray) -> LoadedImages:
+        paths = tuple(p for p, keep in zip(loaded.paths, m, strict=True) if keep)
+        return LoadedImages(loaded.x[m], loaded.y[m], paths, ())
+
+    return pick(~mask), pick(mask)
+
+
+def _epoch_callback(keras: Any, console: Console, epochs: int, steps: int, batch: int) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    class EpochReport(keras.callbacks.Callback):  # type: ignore[misc]
+        """A progress bar per epoch and the article's per-epoch line; records images/s."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.images_per_second: list[float] = []
+            self._progress: Progress | None = None
+            self._task: Any = None
+            self._start = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._progress = Progress(
+                TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=console, transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=steps)
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch_index: int, logs: Any = None) -> None:
+            if self._progress is not None:
+                self._progress.update(self._task, completed=batch_index + 1)
+
+        def on_test_begin(self, logs: Any = None) -> None:
+            # validation runs after the last batch: stop the clock for images/s here
+            if self._progress is not None and self._start:
+                self.images_per_second.append(steps * batch / (time.perf_counter() - self._start))
+                self._start = 0.0
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if self._progress is not None:
+                self._progress.stop()
+            logs = logs or {}
+            console.print(
+                f"epoch {epoch + 1}/{epochs}  loss {logs.get('loss', float('nan')):.4f}  "
+                f"accuracy {logs.get('accuracy', float('nan')):.4f}  "
+                f"val_loss {logs.get('val_loss', float('nan')):.4f}  "
+                f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f}"
+            )
+
+    return EpochReport()
+
+
+def _load_data(data_dir: Path, options: TrainOptions) -> tuple[FolderScan, LoadedImages, LoadedImages, tuple[Path, ...]]:
+    scan = scan_folder(data_dir, what="training folder")
+    val_scan = None
+    if options.val_dir is not None:
+        val_scan = scan_folder(options.val_dir, what="validation folder")
+        if val_scan.classes != scan.classes:
+            raise DataError(
+                f"validation folder {options.val_dir} has classes {', '.join(val_scan.classes)} but "
+                f"training folder {data_dir} has {', '.join(scan.classes)}: use matching class folders"
+            )
+    loaded = load_scan(scan)
+    if val_scan is not None:
+        val = load_scan(val_scan)
+        return scan, loaded, val, loaded.skipped + val.skipped
+    train, val = _split(loaded, options.val_split, options.seed)
+    return scan, train, val, loaded.skipped
+
+
+def train(data_dir: Path, run_dir: Path, options: TrainOptions, console: Console | None = None) -> TrainResult:
+    """Train the article's CNN on DATA_DIR and write a complete RUN_DIR."""
+    console = console or Console(stderr=True)
+    options.validate()
+    check_writable_dir(run_dir, force=options.force, what="run folder")
+    scan, tr, va, skipped = _load_data(Path(data_dir), options)
+    labels = scan.classes
+    console.print(
+        f"training on {len(tr.y)} images, validating on {len(va.y)}, classes: {', '.join(labels)}"
+        + (f"  ({len(skipped)} unreadable files skipped, listed in train.log)" if skipped else "")
+    )
+    keras = import_keras()
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(options.seed)
+    tf.config.experimental.enable_op_determinism()
+    binary = len(labels) == 2
+    model = build_model(len(labels))
+    model.compile(
+        optimizer=keras.optimizers.Adam(),
+        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    steps = int(np.ceil(len(tr.y) / options.batch_size))
+    with StagedDir(run_dir) as staged:
+        report = _epoch_callback(keras, console, options.epochs, steps, options.batch_size)
+        best = keras.callbacks.ModelCheckpoint(
+            str(staged.path / MODEL_FILE), monitor="val_accuracy", mode="max", save_best_only=True
+        )
+        fit = model.fit(
+            train_dataset(tr.x, tr.y, seed=options.seed, batch_size=options.batch_size),
+            validation_data=eval_dataset(va.x, va.y),
+            epochs=options.epochs, verbose=0, callbacks=[report, best], shuffle=False,
+        )
+        history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+        best_epoch = int(np.argmax(history["val_accuracy"]))
+        spec = ModelSpec(labels=labels, head="sigmoid" if binary else "softmax",
+                         train_dir=str(Path(data_dir).resolve()))
+        save_spec(staged.path / SPEC_FILE, spec)
+        write_labels(staged.path / LABELS_FILE, labels)
+        atomic_write_json(staged.path / "history.json", {
+            "epochs": options.epochs, "batch_size": options.batch_size, "seed": options.seed,
+            "best_epoch": best_epoch + 1, "best_val_accuracy": history["val_accuracy"][best_epoch],
+            "train_count": len(tr.y), "val_count": len(va.y),
+            "images_per_second": report.images_per_second, "history": history,
+        })
+        plots.training_curves(history, staged.path / "curves.png")
+        log = [f"data: {Path(data_dir).resolve()}", f"train images: {len(tr.y)}", f"validation images: {len(va.y)}",
+               f"skipped (unreadable): {len(skipped)}", *[f"  skipped {p}" for p in skipped],
+               f"history: {json.dumps(history)}"]
+        atomic_write_text(staged.path / "train.log", "\n".join(log) + "\n")
+        staged.commit()
+    return TrainResult(
+        run_dir=Path(run_dir), labels=labels, history=history, best_epoch=best_epoch + 1,
+        best_val_accuracy=history["val_accuracy"][best_epoch], train_count=len(tr.y),
+        val_count=len(va.y), skipped=skipped, images_per_second=tuple(report.images_per_second),
+    )

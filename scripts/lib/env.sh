@@ -1,0 +1,30 @@
+# Shared by scripts/*: create or reuse .venv at the repository root and install the project.
+# Idempotent: a stamp holding a hash of pyproject.toml and the extras skips pip when nothing changed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="${EDGECLS_VENV:-$ROOT/.venv}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2 PYTHONDONTWRITEBYTECODE=1
+
+pick_python() {
+  for py in python3.11 python3.12 python3.10 python3; do
+    if command -v "$py" >/dev/null 2>&1; then echo "$py"; return; fi
+  done
+  echo "error: no python3 found: install Python 3.10-3.12" >&2; exit 2
+}
+
+# pip on some machines warns about every missing local index folder: keep only what matters.
+quiet_pip() { "$VENV/bin/python" -m pip "$@" 2>&1 | grep -vE "is ignored: it is neither|^\s*$" || true; return "${PIPESTATUS[0]}"; }
+
+ensure_venv() {  # ensure_venv EXTRAS (comma-separated, e.g. host,device,dev)
+  local extras="$1"
+  local want
+  want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)-$extras"
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.edgecls-stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  echo "setting up $VENV with edgecls[$extras] ..." >&2
+  [ -x "$VENV/bin/python" ] || "$(pick_python)" -m venv "$VENV"
+  quiet_pip install -q --upgrade pip >/dev/null
+  quiet_pip install -q -e "$ROOT[$extras]"
+  echo "$want" > "$VENV/.edgecls-stamp"
+}

@@ -1,0 +1,57 @@
+"""Shared fixtures: one built-in dataset and one trained run per test session.
+
+Training the article's CNN takes about half a minute here, so the session trains once
+(binary, default epochs) and every later test (conversion, parity, device) reuses it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default built-in dataset (2 classes): DATA/train and DATA/test."""
+    from edgecls.demo_data import DemoDataOptions, generate
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    generate(out, DemoDataOptions())
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder trained with the defaults (5 epochs) on the built-in data."""
+    from edgecls.train import TrainOptions, train
+
+    run = tmp_path_factory.mktemp("runs") / "run"
+    train(demo_data / "train", run, TrainOptions(val_dir=demo_data / "test"))
+    return run
+
+
+@pytest.fixture(scope="session")
+def demo_data_3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small 3-class dataset (softmax head); too small to learn well, big enough to run."""
+    from edgecls.demo_data import DemoDataOptions, generate
+
+    out = tmp_path_factory.mktemp("demo3") / "data"
+    generate(out, DemoDataOptions(classes=3, train_per_class=120, test_per_class=30, seed=3))
+    return out
+
+
+def run_cli(*args: str, check: bool = False, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``edgecls`` command in a subprocess, as a user would."""
+    cmd = [sys.executable, "-m", "edgecls.cli", *args]
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"edgecls {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

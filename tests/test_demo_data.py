@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from edgecls.demo_data import SHAPES, DemoDataOptions, generate
+from edgecls.errors import DataError, OutputError
+from edgecls.folders import load_scan, scan_folder
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_layout_and_determinism(tmp_path: Path) -> None:
+    opts = DemoDataOptions(classes=3, train_per_class=14, test_per_class=5, seed=7)
+    counts = generate(tmp_path / "a", opts)
+    assert counts == {"train": 42, "test": 15}
+    generate(tmp_path / "b", opts)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    generate(tmp_path / "c", DemoDataOptions(classes=3, train_per_class=14, test_per_class=5, seed=8))
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+    scan = scan_folder(tmp_path / "a" / "train")
+    assert scan.classes == tuple(sorted(SHAPES[:3]))
+    suffixes = {p.suffix for files in scan.files for p in files}
+    assert {".png", ".jpg", ".webp", ".bmp"} <= suffixes
+    loaded = load_scan(scan)
+    assert loaded.x.shape == (42, 64, 64, 3) and not loaded.skipped
+
+
+def test_refuses_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="--classes"):
+        generate(tmp_path / "x", DemoDataOptions(classes=1))
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    with pytest.raises(OutputError, match="--force"):
+        generate(tmp_path / "full", DemoDataOptions(train_per_class=1, test_per_class=1))
+    assert (tmp_path / "full" / "keep.txt").exists()
