@@ -150,6 +150,3 @@ def main() -> None:
     _register_subcommands()
     app(prog_name="edgecls")
 
-
-if __name__ == "__main__":
-    main()

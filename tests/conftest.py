@@ -49,7 +49,7 @@ def demo_data_3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_cli(*args: str, check: bool = False, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed ``edgecls`` command in a subprocess, as a user would."""
-    cmd = [sys.executable, "-m", "edgecls.cli", *args]
+    cmd = [sys.executable, "-m", "edgecls", *args]
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200", **(env or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
     if check and proc.returncode != 0:
