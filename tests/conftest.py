@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,30 @@ def run_cli(*args: str, check: bool = False, timeout: float = 600, env: dict[str
     if check and proc.returncode != 0:
         raise AssertionError(f"edgecls {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def tflite_models(trained_run: Path) -> Callable[[str], Path]:
+    """``tflite_models(mode)``: trained_run converted to that mode, once per session per mode."""
+    from edgecls.convert.export import export_tflite
+
+    made: dict[str, Path] = {}
+
+    def get(mode: str) -> Path:
+        if mode not in made:
+            made[mode] = export_tflite(trained_run, mode)
+        return made[mode]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def int8_model(tflite_models: Callable[[str], Path]) -> Path:
+    """trained_run as a full-integer artifact (uint8 in and out, labels and spec embedded)."""
+    return tflite_models("int8")
+
+
+@pytest.fixture(scope="session")
+def float32_model(tflite_models: Callable[[str], Path]) -> Path:
+    """trained_run as a float32 artifact (labels and spec embedded)."""
+    return tflite_models("float32")

@@ -1,0 +1,125 @@
+"""Run a .tflite on the host with ai-edge-litert: batches in, probabilities out, op lists.
+
+Quantization is always read from the interpreter's tensor details, never assumed: the
+input is quantized as ``q = x / scale + zero_point`` and the output dequantized as
+``scale * (q - zero_point)``; a scale of 0 means a float tensor.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecls.artifact import check_tflite
+from edgecls.errors import MissingDependencyError, ModelError, SpecError
+from edgecls.heads import probabilities
+
+
+def litert_interpreter(model: Path | bytes, threads: int = 1) -> Any:
+    """An allocated ai-edge-litert interpreter for a model file or bytes."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as err:
+        raise MissingDependencyError("ai_edge_litert", "device", "running a .tflite") from err
+    try:
+        if isinstance(model, bytes):
+            interp = Interpreter(model_content=model, num_threads=threads)
+        else:
+            interp = Interpreter(model_path=str(model), num_threads=threads)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        where = "model bytes" if isinstance(model, bytes) else str(model)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{where} does not load in ai-edge-litert ({first}): re-convert it with 'edgecls convert'") from err
+    return interp
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """dtype name, shape and affine quantization (scale 0 = float) of one tensor."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    scale: float
+    zero_point: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point}
+
+
+def _info(detail: dict[str, Any]) -> TensorInfo:
+    scale, zp = detail.get("quantization", (0.0, 0))
+    return TensorInfo(np.dtype(detail["dtype"]).name, tuple(int(d) for d in detail["shape"]),
+                      float(scale), int(zp))
+
+
+def io_info(interp: Any) -> tuple[TensorInfo, TensorInfo]:
+    return _info(interp.get_input_details()[0]), _info(interp.get_output_details()[0])
+
+
+def op_names(interp: Any) -> list[str]:
+    """The graph's op names in execution order (DELEGATE entries are delegated partitions)."""
+    return [str(op["op_name"]) for op in interp._get_ops_details()]
+
+
+class TFLiteModel:
+    """One loaded .tflite: ``predict`` maps uint8 RGB images to class probabilities."""
+
+    def __init__(self, path: Path, head: str, num_labels: int, threads: int = 1) -> None:
+        self.path = Path(path)
+        check_tflite(self.path)
+        self.head = head
+        self.interp = litert_interpreter(self.path, threads)
+        self.input, self.output = io_info(self.interp)
+        self._in = self.interp.get_input_details()[0]["index"]
+        self._out = self.interp.get_output_details()[0]["index"]
+        want = 1 if head == "sigmoid" else num_labels
+        got = int(np.prod(self.output.shape[1:])) if len(self.output.shape) > 1 else int(np.prod(self.output.shape))
+        if got != want:
+            raise SpecError(
+                f"{self.path} has {got} output value(s) but the labels need {want} ({head} head, "
+                f"{num_labels} labels): use the labels the model was converted with"
+            )
+
+    def quantize_input(self, image: np.ndarray) -> np.ndarray:
+        """One uint8 RGB image -> the input tensor (batch 1), using the model's own quantization."""
+        x = image[None].astype(np.float32)
+        info = self.input
+        if info.scale == 0.0:
+            return x.astype(info.dtype)
+        if info.dtype == "uint8" and info.scale == 1.0 and info.zero_point == 0:
+            return image[None]
+        q = np.round(x / info.scale + info.zero_point)
+        lim = np.iinfo(info.dtype)
+        return np.clip(q, lim.min, lim.max).astype(info.dtype)
+
+    def dequantize_output(self, raw: np.ndarray) -> np.ndarray:
+        info = self.output
+        if info.scale == 0.0:
+            return raw.astype(np.float64)
+        return info.scale * (raw.astype(np.float64) - info.zero_point)
+
+    def raw(self, image: np.ndarray) -> np.ndarray:
+        """The output tensor as the runtime returns it (for exact cross-runtime comparison)."""
+        self.interp.set_tensor(self._in, self.quantize_input(image))
+        self.interp.invoke()
+        return np.array(self.interp.get_tensor(self._out))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 -> (N, K) probabilities."""
+        outs = [self.dequantize_output(self.raw(img)).reshape(-1) for img in images]
+        return probabilities(np.stack(outs) if outs else np.zeros((0, 1)), self.head)
+
+    def time_invoke(self, image: np.ndarray, repeats: int) -> list[float]:
+        """Seconds per ``invoke()`` (input set once), for latency figures."""
+        self.interp.set_tensor(self._in, self.quantize_input(image))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.interp.invoke()
+            times.append(time.perf_counter() - t0)
+        return times
