@@ -189,6 +189,9 @@ def train(data_dir: Path, run_dir: Path, options: TrainOptions, console: Console
         write_labels(staged.path / LABELS_FILE, labels)
         atomic_write_json(staged.path / "history.json", {
             "epochs": options.epochs, "batch_size": options.batch_size, "seed": options.seed,
+            # where the validation images came from, so conversion can re-check parity on them
+            "val_dir": str(Path(options.val_dir).resolve()) if options.val_dir is not None else None,
+            "val_split": None if options.val_dir is not None else options.val_split,
             "best_epoch": best_epoch + 1, "best_val_accuracy": history["val_accuracy"][best_epoch],
             "train_count": len(tr.y), "val_count": len(va.y),
             "images_per_second": report.images_per_second, "history": history,
