@@ -1,0 +1,30 @@
+# Sourced by scripts/check-aarch64: build, cache and enter an arm64 Debian rootfs.
+# The rootfs is cached as a zstd tarball keyed by everything that shapes it (suite, mirror,
+# variant, package list, ROOTFS_FORMAT), so a changed requirement builds a new one.
+
+ROOTFS_FORMAT=1
+DEBIAN_MIRROR="${EDGECLS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# python3-venv brings ensurepip's pip wheel: the chroot's own pip installs the device wheels.
+ROOTFS_PACKAGES="python3,python3-venv"
+
+rootfs_key() {  # rootfs_key SUITE
+  printf '%s\n' "$1" "$DEBIAN_MIRROR" minbase "$ROOTFS_PACKAGES" "$ROOTFS_FORMAT" | sha256sum | cut -c1-12
+}
+
+# build_rootfs SUITE TARBALL: debootstrap into a temporary folder, then pack it.
+build_rootfs() {
+  local suite="$1" tarball="$2" tmp
+  tmp="$(mktemp -d "${CACHE}/build-${suite}.XXXX")"
+  log "building the ${suite} arm64 rootfs (debootstrap, several minutes; cached in ${tarball})"
+  if ! debootstrap --arch=arm64 --variant=minbase --include="$ROOTFS_PACKAGES" \
+      "$suite" "$tmp/root" "$DEBIAN_MIRROR" > "$tmp/debootstrap.log" 2>&1; then
+    tail -n 20 "$tmp/debootstrap.log" >&2
+    rm -rf "$tmp"
+    return 1
+  fi
+  # Nothing from the build machine's package cache is needed inside.
+  rm -rf "$tmp/root/var/cache/apt/archives/"*.deb "$tmp/root/var/lib/apt/lists/"*
+  tar -C "$tmp/root" --numeric-owner -cf - . | zstd -q -T0 -3 -o "$tmp/rootfs.tar.zst"
+  mv "$tmp/rootfs.tar.zst" "$tarball"
+  rm -rf "$tmp"
+}
