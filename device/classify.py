@@ -1,0 +1,110 @@
+"""One frame -> model tensor -> prediction: the preprocess, invoke and postprocess stages.
+
+Preprocessing is :func:`edgecls.preprocess.to_model_input`, the same function training
+used; the frame's colour order comes from its source. The input is fed as uint8 when the
+model's input quantization is the identity (scale 1, zero point 0) and quantized
+otherwise; outputs are dequantized, then :func:`edgecls.heads.probabilities` turns sigmoid
+and softmax heads alike into one probability per label.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecls.errors import DataError
+from edgecls.heads import probabilities
+from edgecls.preprocess import to_model_input
+
+from .backends import Backend, TensorInfo
+from .model import ModelInfo
+from .results import UNKNOWN, Frame, Prediction
+
+
+@dataclass(frozen=True)
+class PostOptions:
+    """top_k: how many (label, probability) pairs to report. threshold: a top score under
+    this is reported as "unknown". smooth: average probabilities over the last N frames."""
+
+    top_k: int = 1
+    threshold: float = 0.0
+    smooth: int = 1
+
+    def validate(self, num_labels: int) -> None:
+        if self.top_k < 1:
+            raise DataError(f"--top-k must be at least 1, got {self.top_k}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise DataError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        if self.smooth < 1:
+            raise DataError(f"--smooth must be at least 1 frame, got {self.smooth}")
+
+
+def make_input_encoder(info: TensorInfo):  # type: ignore[no-untyped-def]
+    """A function uint8 HxWx3 RGB -> the model's 1xHxWx3 input tensor."""
+    identity = info.dtype == np.uint8 and (info.scale in (0.0, 1.0)) and info.zero_point == 0
+    if identity:
+        return lambda x: x[None]
+    if info.dtype == np.float32:
+        return lambda x: x[None].astype(np.float32)
+    lo, hi = np.iinfo(info.dtype).min, np.iinfo(info.dtype).max
+    scale, zp, dtype = info.scale or 1.0, info.zero_point, info.dtype
+    return lambda x: np.clip(np.rint(x[None] / scale) + zp, lo, hi).astype(dtype)
+
+
+def dequantize(raw: np.ndarray, info: TensorInfo) -> np.ndarray:
+    if info.scale == 0.0 or raw.dtype == np.float32:
+        return raw.astype(np.float64)
+    return (raw.astype(np.float64) - info.zero_point) * info.scale
+
+
+class Classifier:
+    """Runs one frame through preprocess -> backend -> postprocess, timing each stage."""
+
+    def __init__(self, model: ModelInfo, backend: Backend, options: PostOptions) -> None:
+        options.validate(len(model.labels))
+        assert model.head is not None, "check_against_io settles the head"
+        self.model = model
+        self.backend = backend
+        self.options = options
+        self.size = backend.input.shape[1]
+        self._encode = make_input_encoder(backend.input)
+        self._recent: deque[np.ndarray] = deque(maxlen=options.smooth)
+
+    def preprocess(self, frame: Frame) -> np.ndarray:
+        return to_model_input(frame.image, frame.colour, self.size)
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        return self.backend.invoke(self._encode(tensor))
+
+    def postprocess(self, raw: np.ndarray) -> Prediction:
+        probs = probabilities(dequantize(raw, self.backend.output)[0], self.model.head or "softmax")
+        if self.options.smooth > 1:
+            self._recent.append(probs)
+            probs = np.mean(self._recent, axis=0)
+        labels = self.model.labels
+        k = min(self.options.top_k, len(labels))
+        order = np.argsort(-probs, kind="stable")[:k]
+        best = int(order[0])
+        score = float(probs[best])
+        top = tuple((labels[i], float(probs[i])) for i in order)
+        if score < self.options.threshold:
+            return Prediction(UNKNOWN, -1, score, tuple(map(float, probs)), top)
+        return Prediction(labels[best], best, score, tuple(map(float, probs)), top)
+
+    def reset(self) -> None:
+        """Forget the smoothing window (after a source reconnects, old frames say nothing)."""
+        self._recent.clear()
+
+    def classify(self, frame: Frame) -> tuple[np.ndarray, Prediction, tuple[float, float, float]]:
+        """The tensor, the prediction and (preprocess, invoke, postprocess) seconds."""
+        t0 = time.perf_counter()
+        tensor = self.preprocess(frame)
+        t1 = time.perf_counter()
+        raw = self.invoke(tensor)
+        t2 = time.perf_counter()
+        prediction = self.postprocess(raw)
+        t3 = time.perf_counter()
+        return tensor, prediction, (t1 - t0, t2 - t1, t3 - t2)

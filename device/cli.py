@@ -1,0 +1,119 @@
+"""``edgecls run``, ``edgecls bench`` and ``edgecls doctor``: the device commands.
+
+Registered on the shared app by :func:`edgecls.cli.main`. Nothing heavy is imported at
+module level (the interpreter, OpenCV and the loop load inside each command), and nothing
+here or below imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgecls.cli import app, err_console, handle_errors, out_console
+
+SOURCE_HELP = "Camera index, /dev/videoN, video file, folder of images, RTSP/HTTP URL, GStreamer pipeline, or 'picamera2'."
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logger = logging.getLogger("edgecls.device")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+@app.command()
+@handle_errors
+def run(
+    model: Annotated[Path, typer.Option(help="The .tflite model (labels and spec embedded, or labels.txt beside it).")],
+    source: Annotated[str, typer.Option(help=SOURCE_HELP)] = "0",
+    headless: Annotated[bool, typer.Option(help="No window: print results (and write --jsonl).")] = False,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many classified frames.")] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="Write one JSON object per classified frame here, line by line.")] = None,
+    top_k: Annotated[int, typer.Option(help="Report the K most probable labels.")] = 1,
+    threshold: Annotated[float, typer.Option(help="Report 'unknown' when the top score is below this.")] = 0.0,
+    smooth: Annotated[int, typer.Option(help="Average probabilities over the last N frames.")] = 1,
+    num_threads: Annotated[int, typer.Option(help="Interpreter threads (1 leaves a core for capture).")] = 1,
+    edgetpu: Annotated[bool, typer.Option(help="Run on a Coral Edge TPU (use the *_edgetpu.tflite model).")] = False,
+    device: Annotated[str, typer.Option(help="Which Edge TPU, with --edgetpu: usb:0, pci:0, ...")] = "usb:0",
+    labels: Annotated[Path | None, typer.Option(help="A labels file to use instead of the model's.")] = None,
+    stats_every: Annotated[float, typer.Option(help="Seconds between stats lines (0: none).")] = 5.0,
+    quiet: Annotated[bool, typer.Option(help="Do not print each result; stats lines only.")] = False,
+) -> None:
+    """Classify camera frames live (or every frame of a video file or folder)."""
+    from .loop import run as run_classifier
+    from .options import RunOptions
+
+    _setup_logging()
+    summary = run_classifier(RunOptions(
+        model=model, source=source, headless=headless, max_frames=max_frames, jsonl=jsonl, top_k=top_k,
+        threshold=threshold, smooth=smooth, num_threads=num_threads, edgetpu=edgetpu, device=device,
+        labels=labels, stats_every_s=stats_every, quiet=quiet,
+    ))
+    err_console.print(
+        f"done: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "
+        f"{summary.dropped} dropped, {summary.reconnects} reconnects; stopped by {summary.stopped_by}",
+        highlight=False, soft_wrap=True,
+    )
+
+
+@app.command()
+@handle_errors
+def bench(
+    model: Annotated[Path, typer.Option(help="The .tflite model to measure.")],
+    source: Annotated[str | None, typer.Option(help=SOURCE_HELP + " Default: a synthetic 640x480 frame in memory.")] = None,
+    frames: Annotated[int, typer.Option(help="Frames to measure (after warm-up).")] = 500,
+    warmup: Annotated[int, typer.Option(help="Frames run first and not counted.")] = 20,
+    num_threads: Annotated[int, typer.Option(help="Interpreter threads.")] = 1,
+    edgetpu: Annotated[bool, typer.Option(help="Run on a Coral Edge TPU.")] = False,
+    device: Annotated[str, typer.Option(help="Which Edge TPU, with --edgetpu.")] = "usb:0",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+) -> None:
+    """Per-stage latency (median, p99), frames/s and XNNPACK-delegated partitions."""
+    from rich.table import Table
+
+    from edgecls.fsutil import atomic_write_json
+
+    from .bench import BenchOptions, run_bench
+
+    report = run_bench(BenchOptions(model=model, source=source, frames=frames, warmup=warmup,
+                                    num_threads=num_threads, edgetpu=edgetpu, device=device))
+    table = Table(title=f"{model.name} on {report.backend} ({report.runtime}), source {report.source}")
+    table.add_column("stage")
+    table.add_column("median ms", justify="right")
+    table.add_column("p99 ms", justify="right")
+    for stage in report.stages:
+        table.add_row(stage.name, f"{stage.median_ms:.3f}", f"{stage.p99_ms:.3f}")
+    out_console.print(table)
+    out_console.print(
+        f"{report.frames} frames, {report.fps:.1f} frames/s; delegated partitions: {report.delegated_partitions} "
+        f"of {report.ops} nodes ({'XNNPACK runs the graph' if report.delegated_partitions > 0 else 'NO delegate: reference kernels'})",
+        highlight=False,
+    )
+    if json_out is not None:
+        atomic_write_json(json_out, report.to_dict())
+
+
+@app.command()
+@handle_errors
+def doctor(
+    model: Annotated[Path | None, typer.Option(help="Also check that this model loads and matches its labels.")] = None,
+) -> None:
+    """Report the runtime, Edge TPU delegate, cameras, picamera2 and what to fix."""
+    from .doctor import diagnose
+
+    report = diagnose(model)
+    for check in report.checks:
+        mark = "[green]ok[/]  " if check.ok else ("[yellow]--[/]  " if not check.required else "[red]FAIL[/]")
+        out_console.print(f"{mark} {check.name}: {check.detail}", highlight=False, soft_wrap=True)
+        if not check.ok and check.fix:
+            out_console.print(f"      fix: {check.fix}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)

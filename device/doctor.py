@@ -1,0 +1,121 @@
+"""``edgecls doctor``: what this device has, what it lacks, and the command that fixes it.
+
+Each check is independent and never raises: a missing interpreter, Edge TPU library,
+camera or picamera2 is a line in the report. Required checks (an interpreter, the given
+model) decide the exit code; the rest are optional hardware.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecls.errors import EdgeclsError
+
+PICAMERA2_FIX = ("sudo apt install python3-picamera2, and make the venv with "
+                 "'python3 -m venv --system-site-packages' so it is importable")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks if c.required)
+
+
+def _board() -> str:
+    try:
+        return Path("/proc/device-tree/model").read_text().strip("\x00\n ")
+    except OSError:
+        return f"{platform.system()} {platform.machine()} (not a Raspberry Pi)"
+
+
+def check_runtime() -> Check:
+    from .litert import runtime
+
+    try:
+        rt = runtime()
+    except EdgeclsError as err:
+        return Check("interpreter", False, str(err), 'pip install "edgecls[device]" (or "edgecls[legacy]" for tflite-runtime)', True)
+    return Check("interpreter", True, f"{rt.name} {rt.version}", required=True)
+
+
+def check_edgetpu(device: str) -> Check:
+    from .backends import EDGETPU_REMEDY, load_edgetpu_delegate
+
+    try:
+        load_edgetpu_delegate(device)
+    except EdgeclsError as err:
+        reason = str(err).split(" is not available ")[-1].split(":")[0] if " is not available " in str(err) else str(err)
+        return Check("Edge TPU", False, f"no delegate for {device} {reason} (optional: the CPU runs the model)", EDGETPU_REMEDY)
+    return Check("Edge TPU", True, f"libedgetpu delegate loaded for {device}")
+
+
+def check_cameras() -> Check:
+    from .sources import list_cameras
+
+    cams = list_cameras()
+    if cams:
+        return Check("cameras", True, ", ".join(cams))
+    return Check("cameras", False, "no /dev/video* devices (optional: streams, files and picamera2 still work)",
+                 "plug in a USB camera, or use --source picamera2 for the CSI camera")
+
+
+def check_picamera2() -> Check:
+    try:
+        import picamera2  # type: ignore[import-not-found]
+    except ImportError:
+        return Check("picamera2", False, "not importable (optional: needed only for the CSI camera)", PICAMERA2_FIX)
+    return Check("picamera2", True, f"importable from {Path(picamera2.__file__).parent}")
+
+
+def check_opencv() -> Check:
+    import cv2
+
+    info = cv2.getBuildInformation()
+    gst = "GStreamer:                   YES" in info
+    return Check("OpenCV", True, f"{cv2.__version__}, GStreamer {'yes' if gst else 'no (pipelines need python3-opencv from apt)'}")
+
+
+def check_model(model: Path, edgetpu: bool = False) -> Check:
+    from .loop import open_classifier
+    from .options import RunOptions
+
+    try:
+        info, backend, _ = open_classifier(RunOptions(model=model, edgetpu=edgetpu))
+    except EdgeclsError as err:
+        return Check("model", False, str(err), required=True)
+    parts = backend.delegated_partitions() if hasattr(backend, "delegated_partitions") else -1
+    delegate = f"{parts} delegated partition{'s' if parts != 1 else ''}" if parts >= 0 else "delegation unknown"
+    backend.close()
+    return Check("model", True, f"{model.name}: {len(info.labels)} labels ({info.head} head), "
+                 f"input {'x'.join(map(str, backend.input.shape))} {backend.input.dtype}, {delegate}",
+                 "" if parts else "the CPU runs reference kernels: convert with static batch and full int8",
+                 required=True)
+
+
+def diagnose(model: Path | None = None, device: str = "usb:0") -> DoctorReport:
+    checks = [
+        Check("board", True, f"{_board()}, Python {sys.version.split()[0]}"),
+        check_runtime(),
+        check_opencv(),
+        check_edgetpu(device),
+        check_cameras(),
+        check_picamera2(),
+    ]
+    if model is not None and checks[1].ok:
+        checks.append(check_model(model))
+    return DoctorReport(tuple(checks))

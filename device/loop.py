@@ -1,0 +1,176 @@
+"""The live loop: source -> preprocess -> backend -> postprocess -> sinks.
+
+:func:`prepare` does every check that can fail on user input (model, labels, backend,
+output files, source) before the first frame is read; :func:`run_loop` then only moves
+frames. SIGINT and SIGTERM set a stop event: the frame in hand finishes, every sink is
+closed (flushed), and the run returns its summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edgecls.artifact import check_tflite
+from edgecls.errors import DataError
+
+from .backends import Backend, BackendOptions, open_backend
+from .classify import Classifier, PostOptions
+from .model import ModelInfo, check_against_io, read_model_info
+from .options import RunOptions
+from .reader import DirectReader, FrameReader, LatestFrameReader, ReaderOptions
+from .results import FrameStats, LoopStats, StageTimings
+from .sinks import Sink, SinkContext, build_sinks
+from .sources import FrameSource, SourceOptions, SourceSpec, open_source, parse_source
+
+log = logging.getLogger("edgecls.device")
+
+#: Frames in the moving window behind the reported fps.
+FPS_WINDOW = 30
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    frames: int
+    seconds: float
+    dropped: int
+    reconnects: int
+    stalls: int
+    stopped_by: str
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def open_classifier(options: RunOptions) -> tuple[ModelInfo, Backend, Classifier]:
+    """Model file, labels, backend and the IO checks; raises before any capture."""
+    post = PostOptions(options.top_k, options.threshold, options.smooth)
+    post.validate(0)
+    if options.num_threads < 1:
+        raise DataError(f"--num-threads must be at least 1, got {options.num_threads}")
+    check_tflite(options.model)
+    # The interpreter loads the flatbuffer before labels are looked for, so a truncated
+    # artifact (its embedded labels cut off) is reported as truncated, not as unlabelled.
+    backend = open_backend("edgetpu" if options.edgetpu else "cpu", options.model,
+                           BackendOptions(options.num_threads, options.device))
+    try:
+        info = check_against_io(read_model_info(options.model, options.labels), backend.input, backend.output)
+    except BaseException:
+        backend.close()
+        raise
+    return info, backend, Classifier(info, backend, post)
+
+
+def open_reader(spec: SourceSpec, source_options: SourceOptions | None = None,
+                reader_options: ReaderOptions | None = None) -> FrameReader:
+    """Files and folders: every frame in order. Live sources: the latest-frame reader."""
+    return start_reader(open_source(spec, source_options), spec, source_options, reader_options)
+
+
+def start_reader(first: FrameSource, spec: SourceSpec, source_options: SourceOptions | None = None,
+                 reader_options: ReaderOptions | None = None) -> FrameReader:
+    """Wrap an opened source; a live one starts grabbing now and is reopened from ``spec``."""
+    if not first.live:
+        return DirectReader(first)
+    pending = [first]
+
+    def reopen() -> Any:
+        return pending.pop() if pending else open_source(spec, source_options)
+
+    return LatestFrameReader(reopen, reader_options)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (a second one interrupts at once). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("%s: stopping after this frame", signal.Signals(signum).name)
+        stop.set()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def run_loop(reader: FrameReader, classifier: Classifier, sinks: Sequence[Sink], stop: threading.Event,
+             max_frames: int | None = None) -> RunSummary:
+    """Classify frames until the source ends, ``max_frames`` are done or ``stop`` is set."""
+    start = time.monotonic()
+    emitted: deque[float] = deque(maxlen=FPS_WINDOW)
+    frames = 0
+    reconnects = 0
+    stopped_by = "end of source"
+    while True:
+        if stop.is_set():
+            stopped_by = "signal"
+            break
+        if max_frames is not None and frames >= max_frames:
+            stopped_by = "max frames"
+            break
+        t0 = time.perf_counter()
+        frame = reader.next(0.25)
+        if frame is None:
+            if reader.finished:
+                break
+            continue
+        capture_s = time.perf_counter() - t0
+        if reader.reconnects != reconnects:
+            reconnects = reader.reconnects
+            classifier.reset()
+        tensor, prediction, (pre_s, inv_s, post_s) = classifier.classify(frame)
+        now = time.monotonic()
+        emitted.append(now)
+        fps = (len(emitted) - 1) / (now - emitted[0]) if len(emitted) > 1 and now > emitted[0] else 0.0
+        stats = FrameStats(
+            frame=frames, source_index=frame.index, ts=frame.ts, latency_ms=(now - frame.mono) * 1000.0,
+            timings=StageTimings(capture_s * 1e3, pre_s * 1e3, inv_s * 1e3, post_s * 1e3),
+            loop=LoopStats(fps, frames + 1, reader.dropped, reader.reconnects, reader.stalls),
+        )
+        for sink in sinks:
+            sink.on_result(frame, tensor, prediction, stats)
+        frames += 1
+    return RunSummary(frames, time.monotonic() - start, reader.dropped, reader.reconnects, reader.stalls, stopped_by)
+
+
+def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
+    """``edgecls run``: check everything, then classify until done or told to stop."""
+    if options.max_frames is not None and options.max_frames < 1:
+        raise DataError(f"--max-frames must be at least 1, got {options.max_frames}")
+    info, backend, classifier = open_classifier(options)
+    spec = parse_source(options.source)
+    source = open_source(spec)
+    stop = threading.Event()
+    try:
+        sinks = [*build_sinks(options, SinkContext(info, stop, str(spec))), *extra_sinks]
+    except BaseException:
+        source.close()
+        raise
+    # Capture starts here: everything a user can get wrong has been checked above.
+    reader = start_reader(source, spec)
+    log.info("classifying %s with %s on %s (%s)", spec, info.path.name, backend.name, ", ".join(info.labels))
+    try:
+        with stop_on_signals(stop):
+            summary = run_loop(reader, classifier, sinks, stop, options.max_frames)
+    finally:
+        reader.close()
+        for sink in sinks:
+            sink.close()
+        backend.close()
+    return summary

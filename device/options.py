@@ -1,0 +1,36 @@
+"""The options of ``edgecls run``, as one frozen value the loop and the sink factories read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """model: the .tflite. source: camera index, /dev/videoN, file, folder, URL, GStreamer
+    pipeline or "picamera2". headless: no window even where a display exists.
+    max_frames: stop after this many classified frames (None: until the source ends or a signal).
+    jsonl: write one JSON object per classified frame here, flushed line by line.
+    top_k/threshold/smooth: see :class:`.classify.PostOptions`. num_threads: interpreter
+    threads. edgetpu/device: run on the Coral Edge TPU at ``device``. labels: a labels
+    file that overrides the model's. stats_every_s: how often to log fps/dropped/reconnects.
+    quiet: do not print each result (stats lines still appear).
+
+    A new sink adds its option here, in ``device/cli.py`` and one entry in ``sinks.SINKS``.
+    """
+
+    model: Path
+    source: str = "0"
+    headless: bool = False
+    max_frames: int | None = None
+    jsonl: Path | None = None
+    top_k: int = 1
+    threshold: float = 0.0
+    smooth: int = 1
+    num_threads: int = 1
+    edgetpu: bool = False
+    device: str = "usb:0"
+    labels: Path | None = None
+    stats_every_s: float = 5.0
+    quiet: bool = False

@@ -1,0 +1,106 @@
+"""The values that flow through the loop: frames in, predictions and per-frame stats out.
+
+All frozen: a sink may keep any of them (a web preview holds the latest, a frame saver
+writes them later) without the loop changing them underneath.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgecls.preprocess import ColourOrder
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured image.
+
+    image: HxWxC uint8, in ``colour`` order (settled by the source, never converted later).
+    index: the source's sequence number (counts frames the reader dropped, so gaps show drops).
+    ts: wall-clock capture time (``time.time()``), for logs and JSON.
+    mono: ``time.monotonic()`` at capture, for ages and latencies.
+    """
+
+    image: np.ndarray
+    colour: ColourOrder
+    index: int
+    ts: float
+    mono: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """label: the top class, or UNKNOWN when its score is under ``--threshold`` (index -1 then).
+    score: the top class's probability (after smoothing). probabilities: one per label.
+    top: the ``--top-k`` best (label, probability) pairs, best first."""
+
+    label: str
+    index: int
+    score: float
+    probabilities: tuple[float, ...]
+    top: tuple[tuple[str, float], ...]
+
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Milliseconds spent on this frame in each stage. capture: reading the frame (files) or
+    waiting for the newest one (live sources)."""
+
+    capture_ms: float
+    preprocess_ms: float
+    invoke_ms: float
+    postprocess_ms: float
+
+
+@dataclass(frozen=True)
+class LoopStats:
+    """Running totals when this frame was emitted. fps: classified frames/s over the recent
+    window. dropped: frames the latest-frame reader discarded as stale. reconnects: times a
+    live source was reopened. stalls: failures detected (read errors, frozen frames, timeouts)."""
+
+    fps: float
+    frames: int
+    dropped: int
+    reconnects: int
+    stalls: int
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    """frame: 0-based count of classified frames. source_index: :attr:`Frame.index`.
+    ts: capture wall-clock time. latency_ms: capture to prediction (before the sinks)."""
+
+    frame: int
+    source_index: int
+    ts: float
+    latency_ms: float
+    timings: StageTimings
+    loop: LoopStats
+
+
+def result_record(prediction: Prediction, stats: FrameStats) -> dict[str, Any]:
+    """The JSON object written per frame (``--jsonl``); sinks that log may reuse it."""
+    t = stats.timings
+    return {
+        "frame": stats.frame,
+        "source_index": stats.source_index,
+        "ts": round(stats.ts, 6),
+        "label": prediction.label,
+        "index": prediction.index,
+        "score": round(prediction.score, 6),
+        "top": [[label, round(p, 6)] for label, p in prediction.top],
+        "latency_ms": round(stats.latency_ms, 3),
+        "capture_ms": round(t.capture_ms, 3),
+        "preprocess_ms": round(t.preprocess_ms, 3),
+        "invoke_ms": round(t.invoke_ms, 3),
+        "postprocess_ms": round(t.postprocess_ms, 3),
+        "fps": round(stats.loop.fps, 2),
+        "dropped": stats.loop.dropped,
+        "reconnects": stats.loop.reconnects,
+    }

@@ -1,0 +1,159 @@
+"""Real parts for the device tests: videos written by OpenCV, small models converted by
+TensorFlow (host side, fixtures only), and an MJPEG stream served by ffmpeg on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(
+    FFMPEG is None, reason="ffmpeg is not installed (scripts/test installs it as root with apt-get: apt-get install -y ffmpeg)"
+)
+
+
+def camera_like_frames(kinds: list[str], per_kind: int, seed: int = 0, size: tuple[int, int] = (640, 480)) -> list[np.ndarray]:
+    """640x480 BGR frames of built-in shapes (upscaled as a camera would see them), kind by kind."""
+    from edgecls.demo_data import render
+
+    rng = np.random.default_rng(seed)
+    return [cv2.resize(render(kind, rng), size, interpolation=cv2.INTER_LINEAR) for kind in kinds for _ in range(per_kind)]
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
+    """An MJPG .avi written by cv2.VideoWriter, like a camera recording."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened(), "OpenCV cannot write MJPG here"
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def convert_keras(model: object, path: Path, *, quant: str = "float32", seed: int = 0) -> Path:
+    """Convert a Keras model to a plain .tflite (no metadata): float32, or int8 with uint8/int8 I/O."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quant != "float32":
+        rng = np.random.default_rng(seed)
+        shape = tuple(int(x) for x in model.inputs[0].shape[1:])  # type: ignore[attr-defined]
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for _ in range(16):
+                yield [rng.integers(0, 256, (1, *shape)).astype(np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = tf.uint8 if quant == "int8-uint8io" else tf.int8
+        converter.inference_input_type = io_type
+        converter.inference_output_type = io_type
+    with contextlib.redirect_stdout(io.StringIO()):
+        data = converter.convert()
+    path.write_bytes(data)
+    return path
+
+
+def plain_models(out: Path) -> dict[str, Path]:
+    """Small plain .tflite models (labels.txt beside where named) for the paths the trained
+    artifact does not take: a softmax head, int8 I/O (quantized input), no embedded labels,
+    a grey (HxWx1) input."""
+    import tensorflow as tf  # before keras: TFLiteConverter needs TF's Keras hooks registered
+
+    keras = tf.keras
+    from edgecls.model import build_model
+
+    keras.utils.set_random_seed(0)
+    made: dict[str, Path] = {}
+    for name, classes, quant, labels in (
+        ("sigmoid_u8", 2, "int8-uint8io", "cat\ndog\n"),
+        ("softmax3_f32", 3, "float32", "0 red\n1 green\n2 blue\n"),
+        ("softmax3_i8", 3, "int8-int8io", "red\ngreen\nblue\n"),
+    ):
+        folder = out / name
+        folder.mkdir(parents=True)
+        made[name] = convert_keras(build_model(classes, batch_size=1), folder / "model.tflite", quant=quant)
+        (folder / "labels.txt").write_text(labels)
+    grey = keras.Sequential([keras.Input((64, 64, 1), batch_size=1), keras.layers.Flatten(),
+                             keras.layers.Dense(2, activation="softmax")])
+    (out / "grey").mkdir()
+    made["grey"] = convert_keras(grey, out / "grey" / "model.tflite")
+    (out / "grey" / "labels.txt").write_text("a\nb\n")
+    return made
+
+
+_MODELS: dict[str, Path] = {}
+
+
+def cached_plain_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """:func:`plain_models`, converted once per session whichever test file asks first."""
+    if not _MODELS:
+        _MODELS.update(plain_models(tmp_path_factory.mktemp("device_models")))
+    return dict(_MODELS)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    """Is something listening on 127.0.0.1:port? Read from /proc, because connecting
+    would use up ffmpeg's single client."""
+    want = f"0100007F:{port:04X}"
+    with contextlib.suppress(OSError), open("/proc/net/tcp") as fh:
+        return any(f[1].upper() == want and f[3] == "0A" for f in (line.split() for line in fh.readlines()[1:]))
+    return False
+
+
+class MjpegServer:
+    """ffmpeg serving an MJPG video (looped, paced at its frame rate) or a still .jpg as an MJPEG
+    stream over HTTP on loopback: one client, like a cheap IP camera. stop() kills it."""
+
+    def __init__(self, media: Path, port: int | None = None, still: bool = False) -> None:
+        self.media = media
+        self.port = port or free_port()
+        self.still = still
+        self.url = f"http://127.0.0.1:{self.port}/cam.mjpg"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MjpegServer:
+        assert FFMPEG is not None
+        source = (["-loop", "1", "-framerate", "30", "-i", str(self.media)] if self.still
+                  else ["-stream_loop", "-1", "-i", str(self.media)])
+        self.proc = subprocess.Popen(
+            [FFMPEG, "-nostdin", "-loglevel", "error", "-re", *source, "-c:v", "copy",
+             "-f", "mpjpeg", "-listen", "1", self.url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _listening(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ffmpeg did not start listening on {self.url}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def __enter__(self) -> MjpegServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,195 @@
+"""The device runtime on real parts: OpenCV-written videos, image folders, real interpreters.
+
+Trained artifacts come from the conversion fixtures (``int8_model``, ``float32_model``);
+the small plain models (softmax, int8 I/O, labels beside, grey input) are converted here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import run_cli
+from device_helpers import cached_plain_models, camera_like_frames, write_video
+
+from edgecls.device.loop import open_classifier, run
+from edgecls.device.options import RunOptions
+from edgecls.device.results import Frame, FrameStats, Prediction
+
+PER_KIND = 12
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return cached_plain_models(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def shapes_video(tmp_path_factory: pytest.TempPathFactory, trained_run: Path) -> tuple[Path, list[str]]:
+    """A camera-like 640x480 MJPG video: PER_KIND frames of each class, in label order."""
+    labels = (trained_run / "labels.txt").read_text().split()
+    frames = camera_like_frames(labels, PER_KIND, seed=7)
+    path = write_video(tmp_path_factory.mktemp("video") / "shapes.avi", frames)
+    return path, [label for label in labels for _ in range(PER_KIND)]
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_video_every_frame_in_order_and_classified(int8_model: Path, shapes_video: tuple[Path, list[str]], tmp_path: Path) -> None:
+    video, truth = shapes_video
+    out = tmp_path / "r.jsonl"
+    proc = run_cli("run", "--model", str(int8_model), "--source", str(video), "--headless", "--jsonl", str(out), check=True)
+    rows = _jsonl(out)
+    assert [r["frame"] for r in rows] == list(range(len(truth)))
+    assert [r["source_index"] for r in rows] == list(range(len(truth)))
+    for key in ("frame", "ts", "label", "score", "latency_ms", "capture_ms", "preprocess_ms", "invoke_ms", "postprocess_ms"):
+        assert key in rows[0]
+    assert proc.stdout.count("\n") == len(truth), "one printed line per frame"
+    correct = sum(r["label"] == t for r, t in zip(rows, truth, strict=True))
+    assert correct >= 0.8 * len(truth), f"only {correct}/{len(truth)} camera-like frames right"
+    assert f"done: {len(truth)} frames" in proc.stderr
+
+
+def test_folder_every_image_in_order(int8_model: Path, demo_data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cls = sorted(p.name for p in (demo_data / "test").iterdir())[1]
+    images = sorted((demo_data / "test" / cls).iterdir())[:20]
+    for i, image in enumerate(images):
+        (folder / f"{i:03d}{image.suffix}").write_bytes(image.read_bytes())
+    (folder / "010_broken.png").write_bytes(b"not a png")
+    out = tmp_path / "r.jsonl"
+    run_cli("run", "--model", str(int8_model), "--source", str(folder), "--headless", "--quiet", "--jsonl", str(out), check=True)
+    rows = _jsonl(out)
+    assert len(rows) == len(images), "every readable image, the broken one skipped"
+    assert sum(r["label"] == cls for r in rows) >= 16
+
+
+def test_float32_and_int8_agree(int8_model: Path, float32_model: Path, shapes_video: tuple[Path, list[str]], tmp_path: Path) -> None:
+    video, _ = shapes_video
+    got = {}
+    for name, model in (("int8", int8_model), ("f32", float32_model)):
+        rows: list[Prediction] = []
+        run(RunOptions(model=model, source=str(video), headless=True, quiet=True, stats_every_s=0),
+            extra_sinks=[_Collect(rows)])
+        got[name] = rows
+    agree = sum(a.label == b.label for a, b in zip(got["int8"], got["f32"], strict=True))
+    assert agree >= 0.95 * len(got["f32"])
+    diff = max(abs(a.score - b.score) for a, b in zip(got["int8"], got["f32"], strict=True) if a.label == b.label)
+    assert diff < 0.15
+
+
+class _Collect:
+    """A sink that keeps predictions: the plug-in point later features use."""
+
+    def __init__(self, into: list[Prediction], stats: list[FrameStats] | None = None) -> None:
+        self.into = into
+        self.stats = stats
+
+    def on_result(self, frame: Frame, tensor: np.ndarray, prediction: Prediction, stats: FrameStats) -> None:
+        assert tensor.shape == (64, 64, 3) and tensor.dtype == np.uint8
+        self.into.append(prediction)
+        if self.stats is not None:
+            self.stats.append(stats)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("name", ["sigmoid_u8", "softmax3_f32", "softmax3_i8"])
+def test_plain_models_match_a_hand_computed_reference(name: str, models: dict[str, Path]) -> None:
+    """Labels from labels.txt beside the model (plain and 'id label'); uint8 fed as is when
+    the input quantization is the identity, quantized otherwise; outputs dequantized."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    info, backend, classifier = open_classifier(RunOptions(model=models[name], top_k=3))
+    expected_labels = ("cat", "dog") if name.startswith("sigmoid") else ("red", "green", "blue")
+    assert info.labels == expected_labels
+    assert info.head == ("sigmoid" if name.startswith("sigmoid") else "softmax")
+    ref = Interpreter(str(models[name]))
+    ref.allocate_tensors()
+    inp, out = ref.get_input_details()[0], ref.get_output_details()[0]
+    if name == "softmax3_i8":
+        assert inp["dtype"] == np.int8 and inp["quantization"] != (1.0, 0)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        frame = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (9, 9), 0)
+        tensor, prediction, _ = classifier.classify(Frame(frame, "bgr", 0, 0.0, 0.0))
+        x = tensor[None].astype(np.float32)
+        scale, zp = inp["quantization"]
+        if inp["dtype"] != np.float32 and scale not in (0.0, 1.0):
+            x = np.clip(np.round(x / scale) + zp, np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max)
+        elif inp["dtype"] != np.float32:
+            x = x + zp
+        ref.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        ref.invoke()
+        y = ref.get_tensor(out["index"]).astype(np.float64)
+        oscale, ozp = out["quantization"]
+        if out["dtype"] != np.float32:
+            y = (y - ozp) * oscale
+        probs = np.array([1 - y[0, 0], y[0, 0]]) if y.shape[1] == 1 else y[0]
+        np.testing.assert_allclose(prediction.probabilities, probs, atol=1e-6)
+        assert prediction.label == expected_labels[int(np.argmax(probs))]
+        assert len(prediction.top) == len(expected_labels)
+    backend.close()
+
+
+def test_threshold_top_k_and_smoothing(models: dict[str, Path]) -> None:
+    _, _, plain = open_classifier(RunOptions(model=models["softmax3_f32"]))
+    _, _, strict = open_classifier(RunOptions(model=models["softmax3_f32"], threshold=0.999, top_k=2))
+    _, _, smooth = open_classifier(RunOptions(model=models["softmax3_f32"], smooth=4))
+    rng = np.random.default_rng(5)
+    seen = []
+    for i in range(6):
+        frame = Frame(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), "bgr", i, 0.0, 0.0)
+        _, p, _ = plain.classify(frame)
+        _, s, _ = strict.classify(frame)
+        _, m, _ = smooth.classify(frame)
+        seen.append(np.array(p.probabilities))
+        assert s.label == "unknown" and s.index == -1 and len(s.top) == 2
+        assert s.top[0][1] >= s.top[1][1]
+        np.testing.assert_allclose(m.probabilities, np.mean(seen[-4:], axis=0), atol=1e-9)
+
+
+def test_device_runtime_never_imports_tensorflow(models: dict[str, Path], tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", camera_like_frames(["circle"], 3))
+    code = f"""
+import sys
+import edgecls.cli
+edgecls.cli._register_subcommands()
+from edgecls.device import backends, bench, classify, doctor, litert, loop, reader, sinks, sources
+from edgecls.device.options import RunOptions
+summary = loop.run(RunOptions(model=__import__('pathlib').Path({str(models['sigmoid_u8'])!r}), source={str(video)!r},
+                              headless=True, quiet=True))
+doctor.diagnose()
+assert summary.frames == 3, summary
+bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))
+print('TF-MODULES', bad)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "TF-MODULES []" in proc.stdout
+
+
+def test_bench_counts_xnnpack_partitions(int8_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    run_cli("bench", "--model", str(int8_model), "--frames", "50", "--warmup", "5", "--json", str(out), check=True)
+    report = json.loads(out.read_text())
+    assert [s["name"] for s in report["stages"]] == ["capture", "preprocess", "invoke", "postprocess", "total"]
+    assert report["delegated_partitions"] >= 1, "ai-edge-litert's XNNPACK takes the static-batch int8 graph"
+    assert report["frames"] == 50 and report["fps"] > 0
+
+
+def test_doctor_reports_what_is_missing(int8_model: Path) -> None:
+    proc = run_cli("doctor", "--model", str(int8_model), check=True)
+    assert "interpreter: ai-edge-litert" in proc.stdout
+    assert "libedgetpu1-std" in proc.stdout
+    assert "picamera2" in proc.stdout and "--system-site-packages" in proc.stdout
+    assert "1 delegated partition" in proc.stdout
