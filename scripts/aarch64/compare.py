@@ -63,7 +63,7 @@ def compare_tensors(host: Path, device: Path, group: str, prefix: tuple[str, ...
         return Row(group, FAIL, f"{len(missing)} present on one side only, e.g. {missing[0]}")
     if bad:
         shown = "; ".join(bad[:3]) + (f"; ... {len(bad) - 3} more" if len(bad) > 3 else "")
-        return Row(group, FAIL, f"{len(bad)} of {len(keys)} differ, {values} values in all, max |diff| {worst}: {shown}")
+        return Row(group, FAIL, f"{len(bad)} of {len(keys)} differ ({values} values, max |diff| {worst}): {shown}")
     return Row(group, PASS, f"{len(keys)} of {len(keys)} bit-identical")
 
 
@@ -88,7 +88,9 @@ def compare_run(host: Path, device: Path, label: str) -> Row:
     if not host.exists():
         return Row(label, PENDING, "'edgecls run' is not in this tree yet")
     if not device.exists():
-        return Row(label, FAIL, "the device run wrote no JSON lines")
+        log = device.with_suffix(".log")
+        last = [line for line in log.read_text().splitlines() if line.strip()][-1:] if log.is_file() else []
+        return Row(label, FAIL, "the device run wrote no JSON lines" + (f": {last[0].strip()[:160]}" if last else ""))
     h = [_answer(json.loads(line)) for line in host.read_text().splitlines() if line.strip()]
     d = [_answer(json.loads(line)) for line in device.read_text().splitlines() if line.strip()]
     if not h:
@@ -168,7 +170,14 @@ def main() -> int:
     rows.append(mjpeg)
     backend = (_load(D / "infer.json") or {}).get("backend", "?")
     infer = compare_tensors(H / "infer.npz", D / "infer.npz", "int8 model on the host's tensors", ("",))
-    rows.append(Row(infer.check, infer.result, f"{infer.detail} outputs; device: {backend}"))
+    rows.append(Row(infer.check, infer.result, f"device {backend}: {infer.detail}"))
+    if (H / "infer-same-runtime.npz").is_file():
+        # The device's runtime on x86 too: tells a CPU difference from a runtime-version one.
+        same_backend = (_load(H / "infer-same-runtime.json") or {}).get("backend", "?")
+        same = compare_tensors(H / "infer-same-runtime.npz", D / "infer.npz", "int8 model, same runtime on x86", ("",))
+        rows.append(Row(same.check, same.result, f"host {same_backend}: {same.detail}"))
+        vs_ref = compare_tensors(H / "infer.npz", H / "infer-same-runtime.npz", "  (x86 only: this runtime vs host's)", ("",))
+        rows.append(Row(vs_ref.check, NOTE if vs_ref.result == FAIL else PASS, vs_ref.detail))
     rows.append(compare_run(H / "run.jsonl", D / "run.jsonl", "edgecls run --headless (FFV1 video)"))
     rows.append(compare_field(H / "field.json", D / "field.json", "edgecls field check"))
     failed = any(r.result == FAIL for r in rows)

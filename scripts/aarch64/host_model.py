@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 #: Small on purpose: the check needs a real trained model, not a good one.
 TRAIN_PER_CLASS = 2000
-EPOCHS = 6
+EPOCHS = 10
 REPRESENTATIVE = 100
 
 
