@@ -29,6 +29,9 @@ from .sources import FrameSource
 
 log = logging.getLogger("edgecls.device")
 
+#: The longest run of identical frames tolerated from a source that keeps looking still.
+FROZEN_MAX_S = 60.0
+
 
 class FrameReader(Protocol):
     finished: bool
@@ -91,13 +94,17 @@ def _signature(image: np.ndarray) -> np.ndarray:
 class _Grabber(threading.Thread):
     """Reads one opened source until it fails, freezes or is abandoned."""
 
-    def __init__(self, source: FrameSource, publish: Callable[[np.ndarray, float, float], None], options: ReaderOptions) -> None:
+    def __init__(self, source: FrameSource, publish: Callable[[np.ndarray, float, float], None], options: ReaderOptions,
+                 frozen_s: float) -> None:
         super().__init__(name=f"grab {source.description}", daemon=True)
         self.source = source
         self.publish = publish
         self.options = options
+        self.frozen_s = frozen_s
         self.abandoned = threading.Event()
         self.failure: str | None = None
+        self.frozen = False
+        self.saw_change = False
         self.last_progress = time.monotonic()
 
     def run(self) -> None:
@@ -112,19 +119,19 @@ class _Grabber(threading.Thread):
                 if image is None:
                     self.failure = "read failed (the camera or stream stopped delivering)"
                     break
+                self.last_progress = now
                 if self.options.frozen_check:
                     sig = _signature(image)
                     if previous is not None and np.array_equal(sig, previous):
                         frozen_since = frozen_since or now
-                        if now - frozen_since >= self.options.stall_s:
+                        if now - frozen_since >= self.frozen_s:
                             self.failure = f"frozen: identical frames for {now - frozen_since:.1f} s"
+                            self.frozen = True
                             break
                     else:
+                        self.saw_change = previous is not None or self.saw_change
                         frozen_since = None
-                        self.last_progress = now
                     previous = sig
-                else:
-                    self.last_progress = now
                 self.publish(image, time.time(), now)
         except Exception as err:  # a driver error is a failed read, not a crash of the run
             self.failure = f"read raised {type(err).__name__}: {err}"
@@ -148,6 +155,10 @@ class LatestFrameReader:
         self._slot: Frame | None = None
         self._index = 0
         self._stop = threading.Event()
+        # A scene can be truly still (a black room at night, MJPEG-encoded): if frames are
+        # still identical after a reopen, wait twice as long before calling them frozen
+        # again (up to a minute), and go back to stall_s once they change.
+        self._frozen_s = self.options.stall_s
         # The first open happens here, on the caller's thread: a source that cannot be
         # opened at all is a user error, reported before capture starts.
         source = self._open()
@@ -158,7 +169,7 @@ class LatestFrameReader:
         self._supervisor.start()
 
     def _start(self, source: FrameSource) -> _Grabber:
-        grabber = _Grabber(source, self._publish, self.options)
+        grabber = _Grabber(source, self._publish, self.options, self._frozen_s)
         grabber.start()
         return grabber
 
@@ -186,6 +197,10 @@ class LatestFrameReader:
             grabber.abandoned.set()
             if self._stop.is_set():
                 return
+            if grabber.saw_change:
+                self._frozen_s = self.options.stall_s
+            if grabber.frozen:
+                self._frozen_s = min(2 * self._frozen_s, FROZEN_MAX_S)
             self.stalls += 1
             self._event(f"stall detected: {reason}; reopening")
             source = self._reopen()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -193,3 +195,56 @@ def test_doctor_reports_what_is_missing(int8_model: Path) -> None:
     assert "libedgetpu1-std" in proc.stdout
     assert "picamera2" in proc.stdout and "--system-site-packages" in proc.stdout
     assert "1 delegated partition" in proc.stdout
+
+
+class _FakePicamera2:
+    """Stands in for picamera2's Picamera2 at the module boundary (no CSI camera here):
+    records the configuration asked for and hands out R,G,B-ordered frames."""
+
+    asked: ClassVar[dict] = {}
+
+    def __init__(self) -> None:
+        self.frame = np.zeros((480, 640, 3), np.uint8)
+        self.frame[:, :, 0] = 255  # pure red in R,G,B memory order
+
+    def create_video_configuration(self, main: dict, buffer_count: int) -> dict:
+        _FakePicamera2.asked = {"main": main, "buffer_count": buffer_count}
+        return {"main": main}
+
+    def configure(self, config: dict) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def capture_array(self, stream: str) -> np.ndarray:
+        time.sleep(1 / 30)
+        return self.frame
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_picamera2_source_up_to_the_module_boundary(monkeypatch: pytest.MonkeyPatch, models: dict[str, Path]) -> None:
+    """picamera2 frames are declared RGB ("BGR888" in libcamera's naming) and reach the model
+    as RGB without any further conversion; the source runs through the latest-frame reader."""
+    import types
+
+    fake = types.ModuleType("picamera2")
+    fake.Picamera2 = _FakePicamera2  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "picamera2", fake)
+    tensors: list[np.ndarray] = []
+
+    class Keep(_Collect):
+        def on_result(self, frame: Frame, tensor: np.ndarray, prediction: Prediction, stats: FrameStats) -> None:
+            assert frame.colour == "rgb"
+            tensors.append(tensor)
+
+    summary = run(RunOptions(model=models["sigmoid_u8"], source="picamera2", headless=True, quiet=True, max_frames=5),
+                  extra_sinks=[Keep([])])
+    assert summary.frames == 5
+    assert _FakePicamera2.asked["main"]["format"] == "BGR888"
+    assert tensors[0][..., 0].min() == 255 and tensors[0][..., 2].max() == 0, "red stays in channel 0 (RGB)"

@@ -27,7 +27,7 @@ from edgecls.device.backends import Backend
 from edgecls.device.classify import Classifier, PostOptions
 from edgecls.device.loop import open_classifier, run_loop
 from edgecls.device.options import RunOptions
-from edgecls.device.reader import LatestFrameReader
+from edgecls.device.reader import LatestFrameReader, ReaderOptions
 from edgecls.device.results import Frame, FrameStats, Prediction
 from edgecls.device.sources import SourceOptions, SourceSpec, open_source
 
@@ -237,3 +237,36 @@ def test_latest_frame_reader_drops_stale_frames(models: dict[str, Path]) -> None
     ages = np.array(sink.emitted[2:])
     assert ages.max() <= bound, f"result ages {ages.round(3)} exceed {bound:.3f} s: frames are queuing"
     assert ages[-5:].mean() <= ages[:5].mean() + 0.03, "no backlog builds up"
+
+
+def test_a_still_scene_is_reopened_at_growing_intervals() -> None:
+    """Identical frames that stay identical after a reopen (a dark, static scene) are not
+    reopened every stall_s forever: the frozen threshold doubles each time."""
+    still = camera_like_frames(["ring"], 1)[0]
+    opened: list[float] = []
+
+    class Still:
+        colour = "bgr"
+        live = True
+        description = "still scene"
+
+        def read(self) -> np.ndarray:
+            time.sleep(0.01)
+            return still
+
+        def close(self) -> None:
+            pass
+
+    def open_still() -> Still:
+        opened.append(time.monotonic())
+        return Still()
+
+    reader = LatestFrameReader(open_still, ReaderOptions(stall_s=0.2, backoff_s=0.01))  # type: ignore[arg-type]
+    try:
+        time.sleep(2.2)
+        assert reader.next(0.5) is not None, "frames keep flowing meanwhile"
+    finally:
+        reader.close()
+    gaps = np.diff(opened)
+    assert len(gaps) >= 3, opened
+    assert gaps[1] > 1.6 * gaps[0] and gaps[2] > 1.6 * gaps[1], gaps.round(2)
