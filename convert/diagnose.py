@@ -21,7 +21,8 @@ import numpy as np
 from edgecls.model import SPEC_FILE, load_keras_model
 from edgecls.spec import load_spec
 
-from .export import DEFAULT_CALIBRATION, calibration_images, quiet_output, static_twin
+from .export import DEFAULT_CALIBRATION, calibration_images, static_twin
+from .quiet import captured
 
 #: Pure rounding error of a uniform quantizer, in steps: 1/sqrt(12).
 ROUNDING_RMSE_STEPS = 1.0 / math.sqrt(12.0)
@@ -76,7 +77,7 @@ def diagnose(run_dir: Path, debug_x: np.ndarray, *, data_dir: Path | None = None
     converter = tf.lite.TFLiteConverter.from_keras_model(twin)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
-    with quiet_output():
+    with captured():
         debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset)
         debugger.run()
     dump = io.StringIO()

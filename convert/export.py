@@ -11,11 +11,8 @@ has been loaded back; the write itself is atomic.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +25,12 @@ from edgecls.errors import DataError, ModelError, OutputError
 from edgecls.folders import check_classes_match, load_items, scan_folder, stratified_sample
 from edgecls.fsutil import atomic_write_bytes
 from edgecls.labels import labels_text, write_labels
-from edgecls.model import SPEC_FILE, build_model, load_keras_model
+from edgecls.model import SPEC_FILE, build_model, import_keras, load_keras_model
 from edgecls.spec import ModelSpec, load_spec
 
 from .graph import read_graph
 from .metadata import append_files, build_model_metadata, insert_metadata
+from .quiet import captured, said
 from .runner import io_info, litert_interpreter
 
 MODES = ("int8", "float16", "dynamic", "float32")
@@ -85,35 +83,21 @@ def check_output_path(out: Path) -> None:
     parent = out.resolve().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {out}: {parent} is not a folder; choose a writable path with --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {out}: {parent} is not writable; choose a writable path with --out")
 
 
-@contextlib.contextmanager
-def quiet_output() -> Iterator[Any]:
-    """Send file descriptors 1 and 2 to a temp file during a conversion.
+def import_tensorflow_quietly() -> None:
+    """Import Keras and TensorFlow with their load-time C++ log lines (oneDNN, absl) silenced.
 
-    TFLiteConverter prints about 15 lines to stdout per call ("Saved artifact at ...")
-    and its C++ side a few more to stderr; a command printing JSON on stdout must stay
-    clean. Yields the temp file, so a failure can quote what the converter said.
+    Those lines ignore TF_CPP_MIN_LOG_LEVEL and would break the one-line error contract.
     """
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile(mode="w+b") as sink, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for fd in saved:
-            os.dup2(sink.fileno(), fd)
-        try:
-            yield sink
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
+    if "tensorflow" in sys.modules:
+        return
+    with captured():
+        import_keras()
 
 
 def calibration_images(spec: ModelSpec, data_dir: Path | None, count: int, seed: int = 0) -> np.ndarray:
@@ -125,6 +109,8 @@ def calibration_images(spec: ModelSpec, data_dir: Path | None, count: int, seed:
     try:
         scan = scan_folder(folder, what=f"calibration folder{hint}", min_classes=1)
     except DataError as err:
+        if data_dir is not None:
+            raise
         raise DataError(f"{err}; or pass --data DIR") from err
     check_classes_match(scan, spec.labels, what="calibration folder")
     items = scan.items()
@@ -175,12 +161,11 @@ def _convert(twin: Any, mode: str, io_dtype: str, samples: np.ndarray | None) ->
         dtype = tf.uint8 if io_dtype == "uint8" else tf.int8
         converter.inference_input_type = dtype
         converter.inference_output_type = dtype
-    with quiet_output() as said:
+    with captured() as sink:
         try:
             return bytes(converter.convert())
         except Exception as err:  # the converter raises many types; say which and stop
-            said.seek(0)
-            tail = [line for line in said.read().decode("utf-8", "replace").splitlines() if line.strip()]
+            tail = said(sink)
             detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ModelError(
                 f"TFLite conversion ({mode}) failed: {detail}" + (f" [{tail[-1]}]" if tail else "")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecls.artifact import read_embedded
+from edgecls.artifact import check_tflite, read_embedded
 from edgecls.errors import DataError, SpecError
 from edgecls.evaluate import keras_probabilities, load_labelled
 from edgecls.folders import LoadedImages
@@ -113,6 +113,7 @@ def parse_variants(text: str) -> list[str]:
 
 def resolve_variant(run_dir: Path, name: str, *, convert_missing: bool) -> Path:
     if name.endswith(".tflite"):
+        check_tflite(Path(name))  # refuse a missing or foreign file before any slow work
         return Path(name)
     path = default_output(run_dir, name)
     if not path.exists() and convert_missing:
@@ -136,8 +137,8 @@ def compare(
     thresholds: Thresholds, *, latency_repeats: int = LATENCY_REPEATS,
 ) -> VariantReport:
     """All figures of one variant against float on the same inputs."""
-    check_artifact_labels(path, spec)
     model = TFLiteModel(path, spec.head, len(spec.labels))
+    check_artifact_labels(path, spec)
     probs = model.predict(data.x)
     k = len(spec.labels)
     f_pred, v_pred = top1(float_probs), top1(probs)
@@ -174,12 +175,12 @@ def parity(
     names = variants or list(MODES)
     model = load_keras_model(run_dir)
     spec = load_spec(Path(run_dir) / SPEC_FILE)
+    paths = [(Path(n).stem.removeprefix("model_") if n.endswith(".tflite") else n,
+              resolve_variant(run_dir, n, convert_missing=convert_missing)) for n in names]
     if data is None:
         if data_dir is None:
             raise DataError("parity needs images: pass --data DIR with one subfolder per class")
         data = load_labelled(data_dir, spec, what="parity data")
-    paths = [(Path(n).stem.removeprefix("model_") if n.endswith(".tflite") else n, resolve_variant(run_dir, n, convert_missing=convert_missing))
-             for n in names]
     float_probs = keras_probabilities(model, data.x, spec.head)
     reports = tuple(compare(name, path, spec, data, float_probs, thresholds, latency_repeats=latency_repeats)
                     for name, path in paths)

@@ -18,6 +18,8 @@ from edgecls.artifact import check_tflite
 from edgecls.errors import MissingDependencyError, ModelError, SpecError
 from edgecls.heads import probabilities
 
+from .quiet import captured
+
 
 def litert_interpreter(model: Path | bytes, threads: int = 1) -> Any:
     """An allocated ai-edge-litert interpreter for a model file or bytes."""
@@ -25,16 +27,22 @@ def litert_interpreter(model: Path | bytes, threads: int = 1) -> Any:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as err:
         raise MissingDependencyError("ai_edge_litert", "device", "running a .tflite") from err
-    try:
-        if isinstance(model, bytes):
-            interp = Interpreter(model_content=model, num_threads=threads)
-        else:
-            interp = Interpreter(model_path=str(model), num_threads=threads)
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as err:
+    # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" and its load errors on fd 2
+    failure: Exception | None = None
+    with captured((2,)):
+        try:
+            if isinstance(model, bytes):
+                interp = Interpreter(model_content=model, num_threads=threads)
+            else:
+                interp = Interpreter(model_path=str(model), num_threads=threads)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            failure = exc
+    if failure is not None:
         where = "model bytes" if isinstance(model, bytes) else str(model)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{where} does not load in ai-edge-litert ({first}): re-convert it with 'edgecls convert'") from err
+        text = str(failure).strip()
+        first = text.splitlines()[0] if text else type(failure).__name__
+        raise ModelError(f"{where} does not load in ai-edge-litert ({first}): re-convert it with 'edgecls convert'") from failure
     return interp
 
 

@@ -28,3 +28,30 @@ ensure_venv() {  # ensure_venv EXTRAS (comma-separated, e.g. host,device,dev)
   quiet_pip install -q -e "$ROOT[$extras]"
   echo "$want" > "$VENV/.edgecls-stamp"
 }
+
+# The last tflite-runtime (2.14, still common on Pi OS Bookworm) with numpy<2 and no
+# TensorFlow: the runtime-compatibility test runs every artifact in it. Prints the venv's
+# python on stdout; returns non-zero (with the reason on stderr) if it cannot be made.
+LEGACY_VENV="${EDGECLS_LEGACY_VENV:-$ROOT/.venv-legacy}"
+ensure_legacy_venv() {
+  local want="tflite-runtime==2.14.0 numpy<2"
+  if [ -x "$LEGACY_VENV/bin/python" ] && [ "$(cat "$LEGACY_VENV/.edgecls-stamp" 2>/dev/null)" = "$want" ]; then
+    echo "$LEGACY_VENV/bin/python"; return 0
+  fi
+  local py
+  py="$(command -v python3.11 || command -v python3.10 || true)"
+  if [ -z "$py" ]; then
+    echo "note: no python3.10/3.11 for tflite-runtime 2.14 (no wheels for newer Pythons); legacy runtime tests will skip" >&2
+    return 1
+  fi
+  echo "setting up $LEGACY_VENV (tflite-runtime 2.14, numpy<2) ..." >&2
+  rm -rf "$LEGACY_VENV"
+  if "$py" -m venv "$LEGACY_VENV" >&2 \
+     && "$LEGACY_VENV/bin/python" -m pip install -q "tflite-runtime==2.14.0" "numpy<2" >&2; then
+    echo "$want" > "$LEGACY_VENV/.edgecls-stamp"
+    echo "$LEGACY_VENV/bin/python"; return 0
+  fi
+  echo "note: could not install tflite-runtime 2.14 into $LEGACY_VENV; legacy runtime tests will skip" >&2
+  rm -rf "$LEGACY_VENV"
+  return 1
+}
