@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,7 @@ class PostOptions:
             raise DataError(f"--smooth must be at least 1 frame, got {self.smooth}")
 
 
-def make_input_encoder(info: TensorInfo):  # type: ignore[no-untyped-def]
+def make_input_encoder(info: TensorInfo) -> Callable[[np.ndarray], np.ndarray]:
     """A function uint8 HxWx3 RGB -> the model's 1xHxWx3 input tensor."""
     identity = info.dtype == np.uint8 and (info.scale in (0.0, 1.0)) and info.zero_point == 0
     if identity:

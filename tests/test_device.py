@@ -248,3 +248,10 @@ def test_picamera2_source_up_to_the_module_boundary(monkeypatch: pytest.MonkeyPa
     assert summary.frames == 5
     assert _FakePicamera2.asked["main"]["format"] == "BGR888"
     assert tensors[0][..., 0].min() == 255 and tensors[0][..., 2].max() == 0, "red stays in channel 0 (RGB)"
+
+
+def test_without_a_display_the_window_falls_back_to_headless(models: dict[str, Path], tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", camera_like_frames(["circle"], 4))
+    proc = run_cli("run", "--model", str(models["sigmoid_u8"]), "--source", str(video),
+                   env={"DISPLAY": "", "WAYLAND_DISPLAY": ""}, check=True)
+    assert "no display" in proc.stderr and proc.stdout.count("\n") == 4
