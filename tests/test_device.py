@@ -255,3 +255,50 @@ def test_without_a_display_the_window_falls_back_to_headless(models: dict[str, P
     proc = run_cli("run", "--model", str(models["sigmoid_u8"]), "--source", str(video),
                    env={"DISPLAY": "", "WAYLAND_DISPLAY": ""}, check=True)
     assert "no display" in proc.stderr and proc.stdout.count("\n") == 4
+
+
+def _legacy_python() -> str | None:
+    import os
+
+    env = os.environ.get("EDGECLS_LEGACY_PYTHON")
+    default = Path(__file__).resolve().parents[1] / ".venv-legacy" / "bin" / "python"
+    return env or (str(default) if default.exists() else None)
+
+
+@pytest.mark.legacy
+def test_tflite_runtime_fallback_gives_the_same_outputs(int8_model: Path, demo_data: Path, tmp_path: Path) -> None:
+    """The one import site falls back to tflite-runtime 2.14 where ai-edge-litert is absent
+    (the legacy venv: tflite-runtime, numpy<2, nothing else) and runs the artifact the same."""
+    import os
+
+    python = _legacy_python()
+    if python is None:
+        pytest.skip("no tflite-runtime 2.14 venv (.venv-legacy; scripts/test makes it)")
+    repo = Path(__file__).resolve().parents[1]
+    tree = tmp_path / "tree" / "edgecls"
+    tree.mkdir(parents=True)
+    for f in (repo / "edgecls").glob("*.py"):
+        (tree / f.name).symlink_to(f)
+    (tree / "device").symlink_to(repo / "device")
+    from edgecls.images import load_model_input
+
+    images = sorted((demo_data / "test").rglob("*.png"))[:8]
+    tensors = np.stack([load_model_input(p) for p in images])
+    np.save(tmp_path / "x.npy", tensors)
+    _, backend, _ = open_classifier(RunOptions(model=int8_model))
+    want = [backend.invoke(t[None]).tolist() for t in tensors]
+    code = f"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {str(tmp_path / 'tree')!r})
+import numpy as np
+from edgecls.device.litert import runtime
+from edgecls.device.backends import BackendOptions, open_backend
+assert runtime().name == "tflite-runtime", runtime()
+b = open_backend("cpu", Path({str(int8_model)!r}), BackendOptions())
+print(json.dumps([b.invoke(t[None]).tolist() for t in np.load({str(tmp_path / 'x.npy')!r})]))
+"""
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == want
