@@ -77,6 +77,11 @@ def quiet_opencv() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
+# At import, before anything in this process makes OpenCV start FFmpeg (which reads the
+# log level once), and again before each open for processes that imported cv2 first.
+quiet_opencv()
+
+
 def parse_source(text: str) -> SourceSpec:
     """Tell the kind of source from what the user typed (camera index, path, URL, ...)."""
     text = str(text).strip()
@@ -163,6 +168,9 @@ class OpenCVSource:
                 )
             return cv2.VideoCapture(spec.target, cv2.CAP_GSTREAMER)
         if spec.kind == "url":
+            if spec.target.lower().startswith(("rtsp://", "rtsps://")):
+                # RTSP over UDP smears frames on Wi-Fi when packets drop; TCP retransmits.
+                os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
             return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, timeouts)
         return cv2.VideoCapture(spec.target, cv2.CAP_ANY)
 
