@@ -84,6 +84,22 @@ def demo_data(
     out_console.print(f"wrote {counts['train']} training and {counts['test']} test images to {out_dir}")
 
 
+@app.command("demo-video")
+@handle_errors
+def demo_video(
+    out: Annotated[Path, typer.Argument(help="The .avi to write (MJPG, 640x480); OUT.truth.json gets each frame's class.")],
+    classes: Annotated[int, typer.Option(help="Number of classes to cycle through (2 to 6).")] = 2,
+    seconds: Annotated[float, typer.Option(help="Length of the clip.")] = 20.0,
+    fps: Annotated[int, typer.Option(help="Frames per second.")] = 30,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same clip.")] = 0,
+) -> None:
+    """Write a camera-like video of the built-in classes, the class changing every 2 s."""
+    from edgecls.demo_data import DemoVideoOptions, generate_video
+
+    truths = generate_video(out, DemoVideoOptions(classes=classes, seconds=seconds, fps=fps, seed=seed))
+    out_console.print(f"wrote {len(truths)} frames to {out} (truth per frame in {out}.truth.json)")
+
+
 @app.command()
 @handle_errors
 def train(

@@ -98,9 +98,9 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
-def render(kind: str, rng: np.random.Generator) -> np.ndarray:
-    """One BGR image of a ``kind`` shape in clutter."""
-    h, w = int(rng.integers(64, 160)), int(rng.integers(64, 160))
+def render(kind: str, rng: np.random.Generator, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One BGR image of a ``kind`` shape in clutter; ``size`` (h, w) or a random one."""
+    h, w = size if size is not None else (int(rng.integers(64, 160)), int(rng.integers(64, 160)))
     img = _background(rng, h, w)
     hard = rng.random() < 0.1
     m = min(h, w)
@@ -155,3 +155,63 @@ def generate(out_dir: Path, options: DemoDataOptions, *, force: bool = False) ->
                     counts[split] += 1
         staged.commit()
     return counts
+
+
+@dataclass(frozen=True)
+class DemoVideoOptions:
+    """A camera-like clip: ``seconds`` at ``fps``, 640x480, the class changing every
+    ``segment_s`` seconds (cycling through the first ``classes`` shapes), the scene drifting
+    slowly with fresh sensor noise every frame."""
+
+    classes: int = 2
+    seconds: float = 20.0
+    fps: int = 30
+    segment_s: float = 2.0
+    width: int = 640
+    height: int = 480
+    seed: int = 0
+
+
+def generate_video(out: Path, options: DemoVideoOptions) -> list[str]:
+    """Write an MJPG .avi and ``<out>.truth.json`` (the class of every frame); return the truths."""
+    from edgecls.fsutil import atomic_write_json
+
+    if not 2 <= options.classes <= len(SHAPES):
+        raise DataError(f"--classes must be 2 to {len(SHAPES)}, got {options.classes}")
+    if options.seconds <= 0 or options.fps < 1 or options.segment_s <= 0:
+        raise DataError("--seconds, --fps and the segment length must be positive")
+    out = Path(out)
+    if out.suffix.lower() != ".avi":
+        raise DataError(f"the demo video is MJPG in an .avi container: name it *.avi, got {out.name}")
+    rng = np.random.default_rng([options.seed, 99])
+    w, h = options.width, options.height
+    frames = round(options.seconds * options.fps)
+    per_segment = max(1, round(options.segment_s * options.fps))
+    # a small bank of sensor noise, reused in rotation: drawing fresh noise per frame costs more than the rest
+    bank = [rng.normal(0, 4.0, (h + 8, w + 8, 3)).astype(np.float32) for _ in range(5)]
+    tmp = out.with_name(f".{out.name}.tmp.avi")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), options.fps, (w, h))
+    if not writer.isOpened():
+        raise DataError(f"OpenCV cannot write MJPG video to {out}: check the folder is writable")
+    truths: list[str] = []
+    try:
+        scene = np.zeros((h, w, 3), np.uint8)
+        kind = SHAPES[0]
+        for i in range(frames):
+            seg = i // per_segment
+            if i % per_segment == 0:
+                kind = SHAPES[seg % options.classes]
+                scene = render(kind, rng, (h, w))
+            t = (i % per_segment) / per_segment
+            shift = np.float32([[1, 0, 6 * np.sin(2 * np.pi * t)], [0, 1, 4 * np.cos(2 * np.pi * t)]])
+            moved = cv2.warpAffine(scene, shift, (w, h), borderMode=cv2.BORDER_REFLECT)
+            off = i % 8
+            noise = bank[i % len(bank)][off : off + h, off : off + w]
+            writer.write(np.clip(moved + noise, 0, 255).astype(np.uint8))
+            truths.append(kind)
+    finally:
+        writer.release()
+    tmp.replace(out)
+    atomic_write_json(out.with_name(out.name + ".truth.json"),
+                      {"fps": options.fps, "labels": sorted(SHAPES[: options.classes]), "truth": truths})
+    return truths

@@ -21,6 +21,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror}; choose a writable path") from err
     try:
+        # mkstemp makes 0600 files; give the result the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

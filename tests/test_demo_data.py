@@ -43,3 +43,37 @@ def test_refuses_bad_options(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="--force"):
         generate(tmp_path / "full", DemoDataOptions(train_per_class=1, test_per_class=1))
     assert (tmp_path / "full" / "keep.txt").exists()
+
+
+def test_demo_video_is_camera_like_with_truth(tmp_path: Path) -> None:
+    import json
+
+    import cv2
+
+    from edgecls.demo_data import DemoVideoOptions, generate_video
+
+    out = tmp_path / "clip.avi"
+    truths = generate_video(out, DemoVideoOptions(classes=3, seconds=2.0, fps=10, segment_s=0.5))
+    assert len(truths) == 20 and truths[:5] == ["circle"] * 5 and truths[5] == "cross" and truths[10] == "triangle"
+    cap = cv2.VideoCapture(str(out))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 20 and frames[0].shape == (480, 640, 3)
+    assert not (frames[0] == frames[1]).all(), "consecutive frames differ (motion and sensor noise)"
+    truth = json.loads((tmp_path / "clip.avi.truth.json").read_text())
+    assert truth["truth"] == truths and truth["fps"] == 10
+    assert (out.stat().st_mode & 0o777) == (0o666 & ~_umask())
+    with pytest.raises(DataError, match=r"\.avi"):
+        generate_video(tmp_path / "clip.mp4", DemoVideoOptions())
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
