@@ -30,7 +30,7 @@ from edgecls.spec import ModelSpec, load_spec
 
 from .graph import read_graph
 from .metadata import append_files, build_model_metadata, insert_metadata
-from .quiet import captured, said
+from .quiet import captured
 from .runner import io_info, litert_interpreter
 
 MODES = ("int8", "float16", "dynamic", "float32")
@@ -165,7 +165,7 @@ def _convert(twin: Any, mode: str, io_dtype: str, samples: np.ndarray | None) ->
         try:
             return bytes(converter.convert())
         except Exception as err:  # the converter raises many types; say which and stop
-            tail = said(sink)
+            tail = sink.lines()
             detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ModelError(
                 f"TFLite conversion ({mode}) failed: {detail}" + (f" [{tail[-1]}]" if tail else "")

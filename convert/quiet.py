@@ -9,6 +9,8 @@ error message.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import io
 import os
 import sys
 import tempfile
@@ -17,29 +19,50 @@ from collections.abc import Iterator
 from typing import IO
 
 
+def _flush_c_stdio() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
+
+
+class Captured:
+    """What a :func:`captured` block wrote, from native code (fds) and from Python."""
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self.sink = sink
+        self.text = io.StringIO()
+
+    def lines(self) -> list[str]:
+        self.sink.seek(0)
+        native = self.sink.read().decode("utf-8", "replace")
+        return [line for line in (native + self.text.getvalue()).splitlines() if line.strip()]
+
+
 @contextlib.contextmanager
-def captured(fds: tuple[int, ...] = (1, 2)) -> Iterator[IO[bytes]]:
-    """Point ``fds`` at a temp file (and silence Python warnings) for the block; yield the file."""
+def captured(fds: tuple[int, ...] = (1, 2)) -> Iterator[Captured]:
+    """Point ``fds`` (and the matching sys streams) at a sink for the block, warnings off.
+
+    The sys streams are swapped too because a test runner or an embedding program may
+    have replaced them with objects that do not write to the file descriptors.
+    """
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     saved = {fd: os.dup(fd) for fd in fds}
     with tempfile.TemporaryFile(mode="w+b") as sink, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        result = Captured(sink)
+        streams = contextlib.ExitStack()
+        if 1 in fds:
+            streams.enter_context(contextlib.redirect_stdout(result.text))
+        if 2 in fds:
+            streams.enter_context(contextlib.redirect_stderr(result.text))
         for fd in saved:
             os.dup2(sink.fileno(), fd)
         try:
-            yield sink
+            with streams:
+                yield result
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
+            _flush_c_stdio()  # C++ code may still hold buffered output for the sink
             for fd, copy in saved.items():
                 os.dup2(copy, fd)
                 os.close(copy)
-
-
-def said(sink: IO[bytes]) -> list[str]:
-    """The non-blank lines written into a :func:`captured` file."""
-    sink.seek(0)
-    return [line for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip()]
