@@ -16,6 +16,7 @@ from rich.table import Table
 from edgecls.cli import app, err_console, handle_errors, out_console
 from edgecls.errors import BackendError, DataError
 
+from . import field_cli  # noqa: F401  (registers 'field export' and 'field replay')
 from .export import DEFAULT_CALIBRATION, DYNAMIC_RUNTIME_NOTE, MODES, ExportResult
 from .parity import MAX_ACCURACY_DROP, MIN_TOP1_AGREEMENT, ParityReport
 
@@ -160,7 +161,7 @@ def parity_command(
     diagnose: Annotated[bool, typer.Option(help="Also run TensorFlow's quantization debugger on the int8 conversion and list the worst layers.")] = False,
 ) -> None:
     """Run the float model and each TFLite variant on the same images; exit 1 if a variant fails."""
-    from .export import import_tensorflow_quietly
+    from .export import default_output, import_tensorflow_quietly
     from .parity import Thresholds, parse_variants
     from .parity import parity as run_parity
 
@@ -168,6 +169,10 @@ def parity_command(
     thresholds = Thresholds(min_agreement, max_drop)
     thresholds.validate()
     import_tensorflow_quietly()
+    for name in names:
+        if not name.endswith(".tflite") and not default_output(run_dir, name).exists():
+            err_console.print(f"note: {default_output(run_dir, name)} does not exist: converting it first",
+                              highlight=False, soft_wrap=True)
     with err_console.status("running float and TFLite variants ..."):
         report = run_parity(run_dir, data, names, thresholds=thresholds)
     if diagnose:

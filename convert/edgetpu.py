@@ -10,11 +10,13 @@ read how many ops it mapped from its own summary.
 
 from __future__ import annotations
 
+import io
 import platform
 import re
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from edgecls.errors import BackendError, ModelError
 from edgecls.fsutil import atomic_write_bytes
 
 from .graph import GraphOp, GraphTensor, read_graph
+from .metadata import append_files
 
 #: Ops the Edge TPU compiler can map (Coral's supported-operations table).
 EDGETPU_OPS = frozenset({
@@ -157,5 +160,23 @@ def compile_edgetpu(model: Path, out: Path, *, compiler: str | None = None) -> t
         log_file = Path(tmp) / f"{Path(model).stem}_edgetpu.log"
         if log_file.exists():
             log += "\n" + log_file.read_text(encoding="utf-8", errors="replace")
-        atomic_write_bytes(out, produced.read_bytes())
+        compiled = produced.read_bytes()
+    atomic_write_bytes(out, keep_associated_files(Path(model).read_bytes(), compiled))
     return out, parse_compiler_log(log), log
+
+
+def keep_associated_files(source: bytes, compiled: bytes) -> bytes:
+    """Re-append the source model's zip (labels.txt, edgecls.json) if the compiler dropped it."""
+    src, dst = io.BytesIO(source), io.BytesIO(compiled)
+    try:
+        with zipfile.ZipFile(src) as zf:
+            files = {name: zf.read(name) for name in zf.namelist()}
+    except zipfile.BadZipFile:
+        return compiled
+    try:
+        with zipfile.ZipFile(dst) as zf:
+            if set(zf.namelist()) >= set(files):
+                return compiled
+    except zipfile.BadZipFile:
+        pass
+    return append_files(compiled, files)

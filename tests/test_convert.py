@@ -72,3 +72,27 @@ def test_int8_raw_pixels_equal_the_formula(int8_model: Path, demo_data: Path) ->
     for img in x:
         q = np.clip(np.round(img.astype(np.float32) / model.input.scale + model.input.zero_point), 0, 255)
         np.testing.assert_array_equal(model.quantize_input(img), q.astype(np.uint8)[None])
+
+
+def test_softmax_run_converts_with_three_labels(demo_data_3: Path, tmp_path: Path) -> None:
+    """A 3-class run (softmax head, untrained weights are enough here) gives 3 outputs and 3 labels."""
+    from edgecls.convert.export import convert_run
+    from edgecls.labels import write_labels
+    from edgecls.model import build_model
+    from edgecls.spec import ModelSpec, save_spec
+
+    run = tmp_path / "run3"
+    run.mkdir()
+    labels = tuple(sorted(p.name for p in (demo_data_3 / "train").iterdir()))
+    assert len(labels) == 3
+    build_model(3).save(run / "model.keras")
+    save_spec(run / "spec.json", ModelSpec(labels=labels, head="softmax", train_dir=str(demo_data_3 / "train")))
+    write_labels(run / "labels.txt", labels)
+    result = convert_run(run, "int8", calibration=60)
+    assert result.calibration_count >= 60 and "SOFTMAX" in result.ops
+    spec, embedded = read_embedded(result.path)
+    assert spec is not None and embedded == labels
+    model = TFLiteModel(result.path, "softmax", 3)
+    probs = model.predict(np.zeros((2, 64, 64, 3), np.uint8))
+    assert probs.shape == (2, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=0.02)

@@ -105,7 +105,7 @@ def test_compiler_invocation_with_stand_in(int8_model: Path, tmp_path: Path, mon
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
     out = tmp_path / "model_int8_edgetpu.tflite"
     path, summary, _ = compile_edgetpu(int8_model, out)
-    assert path == out and out.read_bytes() == int8_model.read_bytes()
+    assert path == out and out.read_bytes() == int8_model.read_bytes()  # the stand-in copies; zip kept
     assert (summary.tpu_ops, summary.cpu_ops) == (9, 1)
 
 
@@ -114,3 +114,17 @@ def test_readiness_for_all_modes(tflite_models: Callable[[str], Path]) -> None:
     verdicts = {mode: check_readiness(tflite_models(mode).read_bytes()).ready
                 for mode in ("int8", "float16", "dynamic", "float32")}
     assert verdicts == {"int8": True, "float16": False, "dynamic": False, "float32": False}
+
+
+def test_compiled_model_keeps_labels_and_spec(int8_model: Path, tmp_path: Path) -> None:
+    """The real compiler rewrites the flatbuffer; the associated files are put back if lost."""
+    from edgecls.artifact import read_embedded
+    from edgecls.convert.edgetpu import keep_associated_files
+
+    source = int8_model.read_bytes()
+    bare = source[: source.index(b"PK\x03\x04")]  # the flatbuffer without its zip
+    out = tmp_path / "compiled.tflite"
+    out.write_bytes(keep_associated_files(source, bare))
+    spec, labels = read_embedded(out)
+    assert spec is not None and labels == spec.labels
+    assert keep_associated_files(source, source) == source
