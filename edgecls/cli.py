@@ -67,6 +67,13 @@ def _main(
     """edgecls: a folder of labelled images to a live classifier on a Pi or Coral."""
 
 
+def _quiet_tensorflow() -> None:
+    """Import TensorFlow with its load-time native log lines (absl, oneDNN) kept off the terminal."""
+    from edgecls.convert.export import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+
+
 @app.command("demo-data")
 @handle_errors
 def demo_data(
@@ -115,6 +122,8 @@ def train(
     from edgecls.train import TrainOptions
     from edgecls.train import train as run_train
 
+    _quiet_tensorflow()
+
     result = run_train(data_dir, out, TrainOptions(epochs=epochs, val_dir=val_dir, val_split=val_split,
                                                    seed=seed, force=force), err_console)
     out_console.print(
@@ -133,6 +142,8 @@ def evaluate(
     """Accuracy, per-class precision and recall, and a confusion matrix (table and confusion.png)."""
     from edgecls.evaluate import evaluate as run_evaluate
     from edgecls.fsutil import atomic_write_json
+
+    _quiet_tensorflow()
 
     report, _ = run_evaluate(run_dir, data)
     table = Table(title=f"{run_dir} on {data}: accuracy {report.accuracy:.2%} ({report.count} images)")

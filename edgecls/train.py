@@ -98,13 +98,15 @@ def _epoch_callback(keras: Any, console: Console, epochs: int, steps: int, batch
             self._start = 0.0
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._start = time.perf_counter()
+            if not console.is_terminal:  # a log file gets the per-epoch lines only
+                return
             self._progress = Progress(
                 TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), console=console, transient=True,
             )
             self._progress.start()
             self._task = self._progress.add_task("train", total=steps)
-            self._start = time.perf_counter()
 
         def on_train_batch_end(self, batch_index: int, logs: Any = None) -> None:
             if self._progress is not None:
@@ -119,6 +121,7 @@ def _epoch_callback(keras: Any, console: Console, epochs: int, steps: int, batch
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if self._progress is not None:
                 self._progress.stop()
+                self._progress = None
             logs = logs or {}
             console.print(
                 f"epoch {epoch + 1}/{epochs}  loss {logs.get('loss', float('nan')):.4f}  "
@@ -128,6 +131,15 @@ def _epoch_callback(keras: Any, console: Console, epochs: int, steps: int, batch
             )
 
     return EpochReport()
+
+
+def _warm_up_quietly(dataset: Any) -> None:
+    """Build the pipeline's graph once with native output captured: TF 2.21 logs a harmless
+    ERROR line about an unknown tf.data attribute the first time a parallel map runs."""
+    from edgecls.convert.quiet import captured
+
+    with captured():
+        next(iter(dataset.take(1)))
 
 
 def _load_data(data_dir: Path, options: TrainOptions) -> tuple[FolderScan, LoadedImages, LoadedImages, tuple[Path, ...]]:
@@ -180,8 +192,10 @@ def train(data_dir: Path, run_dir: Path, options: TrainOptions, console: Console
         best = keras.callbacks.ModelCheckpoint(
             str(staged.path / MODEL_FILE), monitor="val_accuracy", mode="max", save_best_only=True
         )
+        train_ds = train_dataset(tr.x, tr.y, seed=options.seed, batch_size=options.batch_size)
+        _warm_up_quietly(train_ds)
         fit = model.fit(
-            train_dataset(tr.x, tr.y, seed=options.seed, batch_size=options.batch_size),
+            train_ds,
             validation_data=eval_dataset(va.x, va.y),
             epochs=options.epochs, verbose=0, callbacks=[report, best], shuffle=False,
         )

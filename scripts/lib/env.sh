@@ -12,8 +12,6 @@ pick_python() {
   echo "error: no python3 found: install Python 3.10-3.12" >&2; exit 2
 }
 
-# pip on some machines warns about every missing local index folder: keep only what matters.
-quiet_pip() { "$VENV/bin/python" -m pip "$@" 2>&1 | grep -vE "is ignored: it is neither|^\s*$" || true; return "${PIPESTATUS[0]}"; }
 
 ensure_venv() {  # ensure_venv EXTRAS (comma-separated, e.g. host,device,dev)
   local extras="$1"
@@ -24,8 +22,12 @@ ensure_venv() {  # ensure_venv EXTRAS (comma-separated, e.g. host,device,dev)
   fi
   echo "setting up $VENV with edgecls[$extras] ..." >&2
   [ -x "$VENV/bin/python" ] || "$(pick_python)" -m venv "$VENV"
-  quiet_pip install -q --upgrade pip >/dev/null
-  quiet_pip install -q -e "$ROOT[$extras]"
+  local log="$VENV/.edgecls-setup.log"
+  if ! { "$VENV/bin/python" -m pip install -q --upgrade pip && "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"; } >"$log" 2>&1; then
+    grep -vE "is ignored: it is neither" "$log" | tail -30 >&2
+    echo "error: installing edgecls[$extras] into $VENV failed (full log: $log)" >&2
+    exit 2
+  fi
   echo "$want" > "$VENV/.edgecls-stamp"
 }
 
