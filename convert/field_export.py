@@ -23,6 +23,7 @@ from edgecls.artifact import check_tflite
 from edgecls.bundle import (
     DEFAULT_TOLERANCES,
     BundleItem,
+    agreement_tolerance,
     check_bundle_target,
     file_sha256,
     write_bundle,
@@ -123,7 +124,8 @@ def field_export(run_dir: Path, data_dir: Path, out: Path, *, model: Path | None
             "data": str(data_dir), "host_top1_agreement": agreement, "seed": seed,
             "input": tflite.input.as_dict(), "output": tflite.output.as_dict()}
     written = write_bundle(out, model_name=model_path.name, model_sha256=sha, edgetpu_sha256=tpu_sha, spec=spec,
-                           items=items, images=images, host=host, tolerances=DEFAULT_TOLERANCES,
+                           items=items, images=images, host=host,
+                           tolerances={**DEFAULT_TOLERANCES, "min_top1_agreement": agreement_tolerance(agreement)},
                            arrays={"tensors": tensors, "float_probs": probs[idx].astype(np.float64),
                                    "int8_raw": raw, "int8_dequant": dequant})
     size = sum(p.stat().st_size for p in written.rglob("*") if p.is_file()) if written.is_dir() else written.stat().st_size

@@ -16,6 +16,8 @@ import typer
 
 from edgecls.cli import app, err_console, handle_errors, out_console
 
+from . import field_cli  # noqa: F401  (registers 'edgecls field' and 'field check')
+
 SOURCE_HELP = "Camera index, /dev/videoN, video file, folder of images, RTSP/HTTP URL, GStreamer pipeline, or 'picamera2'."
 
 
