@@ -110,15 +110,37 @@ def compare_run(host: Path, device: Path, label: str) -> Row:
                             f"labels {', '.join(labels)}; {len(scores)} distinct scores {scores[0]}..{scores[-1]}")
 
 
+def _exact_field(report: dict[str, Any]) -> list[str]:
+    """Why a passing field check is still not exact agreement (its limits allow a little)."""
+    figures = report.get("figures", {})
+    out = []
+    if (figures.get("runtime") or {}).get("max_raw_steps", 0) != 0:
+        out.append(f"raw outputs differ by up to {figures['runtime']['max_raw_steps']} step(s)")
+    if (figures.get("preprocess") or {}).get("max_abs_diff", 0) != 0:
+        out.append(f"tensors differ by up to {figures['preprocess']['max_abs_diff']}")
+    return out
+
+
 def compare_field(host: Path, device: Path, label: str) -> Row:
-    if not host.exists():
+    if not host.with_name("field-export.log").exists():
         return Row(label, PENDING, "'edgecls field check' (issue 5) is not in this tree yet; its substance, "
-                                   "the int8 outputs on stored tensors, is the row above")
-    report = _load(device)
-    if report is None:
-        return Row(label, FAIL, "the device wrote no field-check report")
-    ok = report.get("exit_code", 1) == 0
-    return Row(label, PASS if ok else FAIL, str(report.get("summary", ""))[:200])
+                                   "the int8 model on the host's tensors, is checked above")
+    href, dref = _load(host), _load(device)
+    for side, report, path in (("host", href, host), ("device", dref, device)):
+        if report is None:
+            log = path.with_suffix(".log")
+            last = [line for line in log.read_text().splitlines() if line.strip()][-1:] if log.is_file() else []
+            return Row(label, FAIL, f"no report from the {side}" + (f": {last[0].strip()[:160]}" if last else ""))
+    if not href or not href.get("passed"):
+        return Row(label, FAIL, f"the host's own field check fails: {'; '.join((href or {}).get('failures', []))[:200]}")
+    if not dref or not dref.get("passed"):
+        return Row(label, FAIL, f"device: {'; '.join(dref.get('failures', []))[:200]}")
+    inexact = _exact_field(dref)
+    if inexact:
+        return Row(label, FAIL, f"passes its limits but not exactly: {'; '.join(inexact)}")
+    agree = (dref.get("figures", {}).get("agreement") or {}).get("top1_agreement")
+    return Row(label, PASS, f"{dref.get('count')} bundle images: hash, raw outputs and tensors identical to the host"
+                            + (f"; top-1 agreement with float {agree:.1%}" if agree is not None else ""))
 
 
 def versions(info: dict[str, Any] | None) -> dict[str, str]:
