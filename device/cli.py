@@ -48,6 +48,12 @@ def run(
     labels: Annotated[Path | None, typer.Option(help="A labels file to use instead of the model's.")] = None,
     stats_every: Annotated[float, typer.Option(help="Seconds between stats lines (0: none).")] = 5.0,
     quiet: Annotated[bool, typer.Option(help="Do not print each result; stats lines only.")] = False,
+    serve: Annotated[str | None, typer.Option(
+        metavar="[HOST:]PORT",
+        help="Serve a live preview page, /stream, /status and /metrics (host 127.0.0.1 unless given).")] = None,
+    serve_token: Annotated[str | None, typer.Option(
+        envvar="EDGECLS_SERVE_TOKEN", show_envvar=True, show_default=False,
+        help="Require this token on every --serve route (?token= or Authorization: Bearer).")] = None,
 ) -> None:
     """Classify camera frames live (or every frame of a video file or folder)."""
     from .loop import run as run_classifier
@@ -57,7 +63,7 @@ def run(
     summary = run_classifier(RunOptions(
         model=model, source=source, headless=headless, max_frames=max_frames, jsonl=jsonl, top_k=top_k,
         threshold=threshold, smooth=smooth, num_threads=num_threads, edgetpu=edgetpu, device=device,
-        labels=labels, stats_every_s=stats_every, quiet=quiet,
+        labels=labels, stats_every_s=stats_every, quiet=quiet, serve=serve, serve_token=serve_token,
     ))
     err_console.print(
         f"done: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "

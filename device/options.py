@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+#: With --save-frames: one frame in ten (3 a second from a 30 fps camera).
+DEFAULT_SAVE_EVERY = 10
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -16,6 +19,11 @@ class RunOptions:
     threads. edgetpu/device: run on the Coral Edge TPU at ``device``. labels: a labels
     file that overrides the model's. stats_every_s: how often to log fps/dropped/reconnects.
     quiet: do not print each result (stats lines still appear).
+    save_frames: keep every ``save_every``-th frame here (original PNG, model input .npy,
+    prediction .json) for ``edgecls field replay`` (None: off).
+    serve: ``[HOST:]PORT`` for the browser preview, /status and /metrics (None: off; the host
+    defaults to 127.0.0.1). serve_token: required on every route when set (else the
+    ``EDGECLS_SERVE_TOKEN`` environment variable, if set).
 
     A new sink adds its option here, in ``device/cli.py`` and one entry in ``sinks.SINKS``.
     """
@@ -34,3 +42,7 @@ class RunOptions:
     labels: Path | None = None
     stats_every_s: float = 5.0
     quiet: bool = False
+    save_frames: Path | None = None
+    save_every: int = DEFAULT_SAVE_EVERY
+    serve: str | None = None
+    serve_token: str | None = None

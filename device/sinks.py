@@ -170,6 +170,22 @@ def _jsonl(options: RunOptions, ctx: SinkContext) -> Sink | None:
     return JsonlSink(options.jsonl) if options.jsonl is not None else None
 
 
+def _serve(options: RunOptions, ctx: SinkContext) -> Sink | None:
+    if options.serve is None:
+        return None
+    from .serve import open_preview  # prometheus_client and http.server only when asked for
+
+    return open_preview(options, ctx.model, ctx.source)
+
+
+def _save_frames(options: RunOptions, ctx: SinkContext) -> Sink | None:
+    if options.save_frames is None:
+        return None
+    from .frames import FrameSaver
+
+    return FrameSaver(options.save_frames, ctx.model, every=options.save_every, source=ctx.source)
+
+
 def _stats(options: RunOptions, ctx: SinkContext) -> Sink | None:
     return StatsSink(options.stats_every_s) if options.stats_every_s > 0 else None
 
@@ -178,7 +194,9 @@ SinkFactory = Callable[[RunOptions, SinkContext], "Sink | None"]
 
 #: Sink factories in the order the sinks run. Each returns its sink, or None when off.
 SINKS: dict[str, SinkFactory] = {
+    "serve": _serve,  # first: a port in use fails before any output file is created
     "jsonl": _jsonl,
+    "save_frames": _save_frames,
     "console": _console,
     "stats": _stats,
     "window": _window,
