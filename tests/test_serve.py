@@ -310,3 +310,17 @@ def test_serve_imports_no_tensorflow() -> None:
             "print(sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_systemd_unit_enables_serve_from_its_environment_file() -> None:
+    from conftest import REPO
+
+    deploy = REPO / "device" / "deploy"
+    unit = (deploy / "edgecls.service").read_text()
+    assert "EnvironmentFile=-/etc/edgecls/edgecls.env" in unit
+    exec_start = unit.split("ExecStart=", 1)[1].split("\n#", 1)[0]
+    assert exec_start.rstrip().endswith("$EDGECLS_SERVE"), "unquoted: split into --serve and its address, nothing when unset"
+    env = (deploy / "edgecls.env").read_text()
+    assert "#EDGECLS_SERVE=--serve 0.0.0.0:8080" in env and "#EDGECLS_SERVE_TOKEN=" in env
+    help_text = run_cli("run", "--help").stdout
+    assert "--serve" in help_text and "EDGECLS_SERVE_TOKEN" in help_text
