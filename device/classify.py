@@ -86,14 +86,17 @@ class Classifier:
             self._recent.append(probs)
             probs = np.mean(self._recent, axis=0)
         labels = self.model.labels
-        k = min(self.options.top_k, len(labels))
-        order = np.argsort(-probs, kind="stable")[:k]
-        best = int(order[0])
-        score = float(probs[best])
-        top = tuple((labels[i], float(probs[i])) for i in order)
+        values: list[float] = probs.tolist()  # plain floats: cheaper than numpy scalars per frame
+        if self.options.top_k == 1:
+            order = [int(np.argmax(probs))]  # ties go to the lower index, as heads.top1
+        else:
+            order = np.argsort(-probs, kind="stable")[: min(self.options.top_k, len(labels))].tolist()
+        best = order[0]
+        score = values[best]
+        top = tuple((labels[i], values[i]) for i in order)
         if score < self.options.threshold:
-            return Prediction(UNKNOWN, -1, score, tuple(map(float, probs)), top)
-        return Prediction(labels[best], best, score, tuple(map(float, probs)), top)
+            return Prediction(UNKNOWN, -1, score, tuple(values), top)
+        return Prediction(labels[best], best, score, tuple(values), top)
 
     def reset(self) -> None:
         """Forget the smoothing window (after a source reconnects, old frames say nothing)."""

@@ -48,6 +48,8 @@ def run(
     labels: Annotated[Path | None, typer.Option(help="A labels file to use instead of the model's.")] = None,
     stats_every: Annotated[float, typer.Option(help="Seconds between stats lines (0: none).")] = 5.0,
     quiet: Annotated[bool, typer.Option(help="Do not print each result; stats lines only.")] = False,
+    save_frames: Annotated[Path | None, typer.Option(help="Keep sampled frames here (PNG, model input, prediction) for 'edgecls field replay'.")] = None,
+    save_every: Annotated[int, typer.Option(help="With --save-frames: keep every N-th classified frame.")] = 10,
     serve: Annotated[str | None, typer.Option(
         metavar="[HOST:]PORT",
         help="Serve a live preview page, /stream, /status and /metrics (host 127.0.0.1 unless given).")] = None,
@@ -61,12 +63,14 @@ def run(
 
     _setup_logging()
     summary = run_classifier(RunOptions(
+        save_frames=save_frames, save_every=save_every,
         model=model, source=source, headless=headless, max_frames=max_frames, jsonl=jsonl, top_k=top_k,
         threshold=threshold, smooth=smooth, num_threads=num_threads, edgetpu=edgetpu, device=device,
         labels=labels, stats_every_s=stats_every, quiet=quiet, serve=serve, serve_token=serve_token,
     ))
     err_console.print(
-        f"done: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "
+        f"done: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps, "
+        f"{1e3 * summary.cpu_seconds / max(summary.frames, 1):.2f} ms CPU a frame), "
         f"{summary.dropped} dropped, {summary.reconnects} reconnects; stopped by {summary.stopped_by}",
         highlight=False, soft_wrap=True,
     )

@@ -44,6 +44,9 @@ class RunSummary:
     reconnects: int
     stalls: int
     stopped_by: str
+    #: CPU seconds this process used during the loop (all threads): headroom on a device,
+    #: and a figure that other load on the machine does not distort.
+    cpu_seconds: float = 0.0
 
     @property
     def fps(self) -> float:
@@ -113,6 +116,7 @@ def run_loop(reader: FrameReader, classifier: Classifier, sinks: Sequence[Sink],
              max_frames: int | None = None) -> RunSummary:
     """Classify frames until the source ends, ``max_frames`` are done or ``stop`` is set."""
     start = time.monotonic()
+    cpu_start = time.process_time()
     emitted: deque[float] = deque(maxlen=FPS_WINDOW)
     frames = 0
     reconnects = 0
@@ -146,7 +150,8 @@ def run_loop(reader: FrameReader, classifier: Classifier, sinks: Sequence[Sink],
         for sink in sinks:
             sink.on_result(frame, tensor, prediction, stats)
         frames += 1
-    return RunSummary(frames, time.monotonic() - start, reader.dropped, reader.reconnects, reader.stalls, stopped_by)
+    return RunSummary(frames, time.monotonic() - start, reader.dropped, reader.reconnects, reader.stalls, stopped_by,
+                      time.process_time() - cpu_start)
 
 
 def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
