@@ -115,14 +115,13 @@ def convert(
     parity_check: Annotated[bool, typer.Option("--parity/--no-parity", help="int8 mode: finish with a parity check against float.")] = True,
 ) -> None:
     """Convert a trained run to a self-describing .tflite (labels and input spec inside)."""
-    from .export import check_options, convert_run, import_tensorflow_quietly
+    from .export import check_options, convert_run
 
     check_options(quantize, io_dtype, calibration)
     if target not in TARGETS:
         raise DataError(f"unknown --target {target!r}: use one of {', '.join(TARGETS)}")
     if target == "edgetpu" and quantize != "int8":
         raise DataError(f"--target edgetpu needs --quantize int8 (got {quantize}): the Edge TPU runs only 8-bit graphs")
-    import_tensorflow_quietly()
     if quantize == "dynamic":
         err_console.print(f"[yellow]note:[/] {DYNAMIC_RUNTIME_NOTE}", highlight=False, soft_wrap=True)
     with err_console.status(f"converting {run_dir} ({quantize}) ..."):
@@ -161,14 +160,13 @@ def parity_command(
     diagnose: Annotated[bool, typer.Option(help="Also run TensorFlow's quantization debugger on the int8 conversion and list the worst layers.")] = False,
 ) -> None:
     """Run the float model and each TFLite variant on the same images; exit 1 if a variant fails."""
-    from .export import default_output, import_tensorflow_quietly
+    from .export import default_output
     from .parity import Thresholds, parse_variants
     from .parity import parity as run_parity
 
     names = parse_variants(variants)
     thresholds = Thresholds(min_agreement, max_drop)
     thresholds.validate()
-    import_tensorflow_quietly()
     for name in names:
         if not name.endswith(".tflite") and not default_output(run_dir, name).exists():
             err_console.print(f"note: {default_output(run_dir, name)} does not exist: converting it first",

@@ -25,7 +25,7 @@ from edgecls.errors import DataError, ModelError, OutputError
 from edgecls.folders import check_classes_match, load_items, scan_folder, stratified_sample
 from edgecls.fsutil import atomic_write_bytes
 from edgecls.labels import labels_text, write_labels
-from edgecls.model import SPEC_FILE, build_model, import_keras, load_keras_model
+from edgecls.model import MODEL_FILE, SPEC_FILE, build_model, import_keras, load_keras_model
 from edgecls.spec import ModelSpec, load_spec
 
 from .graph import read_graph
@@ -87,6 +87,15 @@ def check_output_path(out: Path) -> None:
         raise OutputError(f"cannot write {out}: {parent} is not a folder; choose a writable path with --out")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {out}: {parent} is not writable; choose a writable path with --out")
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a folder that is not a run before anything slow (load_keras_model says the same)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ModelError(f"run folder {run_dir} does not exist: train one with 'edgecls train DATA --out {run_dir}'")
+    if not (run_dir / MODEL_FILE).is_file():
+        raise ModelError(f"{run_dir} has no {MODEL_FILE}: it is not an edgecls run folder; train with 'edgecls train'")
 
 
 def import_tensorflow_quietly() -> None:
@@ -186,10 +195,12 @@ def convert_run(
     check_options(mode, io_dtype, calibration)
     out = Path(out) if out is not None else default_output(run_dir, mode)
     check_output_path(out)
-    model = load_keras_model(run_dir)
+    # every check that needs no TensorFlow comes first: a mistake fails in a second
+    check_run_dir(run_dir)
     spec = load_spec(Path(run_dir) / SPEC_FILE)
     samples = calibration_images(spec, data_dir, calibration) if mode == "int8" else None
-    twin = static_twin(model, spec)
+    import_tensorflow_quietly()
+    twin = static_twin(load_keras_model(run_dir), spec)
     flat = _convert(twin, mode, io_dtype, samples)
 
     interp = litert_interpreter(flat)

@@ -24,7 +24,7 @@ from edgecls.metrics import per_class_accuracy
 from edgecls.model import SPEC_FILE, load_keras_model
 from edgecls.spec import ModelSpec, load_spec
 
-from .export import MODES, convert_run, default_output
+from .export import MODES, check_run_dir, convert_run, default_output, import_tensorflow_quietly
 from .runner import TFLiteModel
 
 #: A quantized classifier that flips more than 1 in 100 of the float model's decisions
@@ -173,14 +173,18 @@ def parity(
     thresholds = thresholds or Thresholds()
     thresholds.validate()
     names = variants or list(MODES)
-    model = load_keras_model(run_dir)
+    check_run_dir(run_dir)
     spec = load_spec(Path(run_dir) / SPEC_FILE)
-    paths = [(Path(n).stem.removeprefix("model_") if n.endswith(".tflite") else n,
-              resolve_variant(run_dir, n, convert_missing=convert_missing)) for n in names]
     if data is None:
         if data_dir is None:
             raise DataError("parity needs images: pass --data DIR with one subfolder per class")
         data = load_labelled(data_dir, spec, what="parity data")
+    paths = [(Path(n).stem.removeprefix("model_") if n.endswith(".tflite") else n,
+              resolve_variant(run_dir, n, convert_missing=convert_missing)) for n in names]
+    for _, path in paths:  # refuse a variant that does not fit the labels before loading TF
+        TFLiteModel(path, spec.head, len(spec.labels))
+    import_tensorflow_quietly()
+    model = load_keras_model(run_dir)
     float_probs = keras_probabilities(model, data.x, spec.head)
     reports = tuple(compare(name, path, spec, data, float_probs, thresholds, latency_repeats=latency_repeats)
                     for name, path in paths)

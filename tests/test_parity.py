@@ -82,13 +82,22 @@ def test_validation_split_is_reproduced(trained_run: Path, tmp_path: Path) -> No
     assert np.bincount(data.y).tolist() == [600, 600]
 
 
-def test_diagnose_ranks_layers(trained_run: Path, demo_data: Path) -> None:
+def test_diagnose_ranks_layers_and_finds_bad_calibration(trained_run: Path, demo_data: Path, tmp_path: Path) -> None:
+    """Calibrated on flat dark images, the worst layer's error is many times that of the real calibration."""
+    import cv2
+
     from edgecls.folders import load_scan, scan_folder
 
     x = load_scan(scan_folder(demo_data / "test")).x
-    layers = diagnose(trained_run, x, top=10)
-    assert {e.layer for e in layers} >= {"conv1", "conv2", "dense", "head"}
-    ranks = [e.rmse_over_scale for e in layers]
+    good = diagnose(trained_run, x, top=10)
+    assert {e.layer for e in good} >= {"conv1", "conv2", "dense", "head"}
+    ranks = [e.rmse_over_scale for e in good]
     assert ranks == sorted(ranks, reverse=True) and all(r > 0 for r in ranks)
-    # a well-calibrated model: every layer's error is about rounding (0.29 steps)
-    assert max(ranks) < 3 * ROUNDING_RMSE_STEPS
+    for cls in ("circle", "cross"):
+        (tmp_path / "flat" / cls).mkdir(parents=True)
+        for i in range(5):
+            cv2.imwrite(str(tmp_path / "flat" / cls / f"{i}.png"), np.full((64, 64, 3), 10 + i, np.uint8))
+    bad = diagnose(trained_run, x, data_dir=tmp_path / "flat", top=3)
+    assert bad[0].rmse_over_scale > 5 * max(ranks)
+    assert bad[0].rmse_over_scale > 10 * ROUNDING_RMSE_STEPS
+    assert "calibrat" in bad[0].advice()
