@@ -55,17 +55,16 @@ def replay(
     """Score saved field frames with the float model: quantization drift and domain drift, reported apart."""
     from edgecls.fsutil import atomic_write_json
 
-    from .export import import_tensorflow_quietly
     from .field_replay import field_replay
 
-    import_tensorflow_quietly()
     with err_console.status("scoring the saved frames with the float model ..."):
         report = field_replay(run_dir, frames, train_data=train_data)
     out_console.print(f"{report.count} frames ({report.image_size}) from {frames}; tensors reproduced from the "
                       f"originals: {report.tensors_reproduced} of {report.count}"
                       + (f"; {len(report.incomplete)} incomplete frame(s) skipped" if report.incomplete else ""),
                       highlight=False, soft_wrap=True)
-    q = Table(title=f"quantization drift: device vs float on field frames (pass: agreement >= {report.min_agreement:.0%})")
+    q = Table(title=f"quantization drift: device vs float on field frames (pass: agreement >= {report.min_agreement:.0%}, "
+                    f"or at most {report.allowed_flips} flip)")
     for col in ("class (float)", "frames", "agreement", "mean |Δp|"):
         q.add_column(col, justify="left" if col.startswith("class") else "right")
     for c in report.per_class:

@@ -183,7 +183,8 @@ def _save_frames(options: RunOptions, ctx: SinkContext) -> Sink | None:
         return None
     from .frames import FrameSaver
 
-    return FrameSaver(options.save_frames, ctx.model, every=options.save_every, source=ctx.source)
+    return FrameSaver(options.save_frames, ctx.model, every=options.save_every,
+                      source=ctx.source, smooth=options.smooth)
 
 
 def _stats(options: RunOptions, ctx: SinkContext) -> Sink | None:
