@@ -23,6 +23,14 @@ from .parity import MAX_ACCURACY_DROP, MIN_TOP1_AGREEMENT, ParityReport
 TARGETS = ("cpu", "edgetpu")
 
 
+def _print_wide(console: Console, table: Table, width: int = 160) -> None:
+    """Tables of many figures: print at least ``width`` columns wide, even when piped
+    (rich assumes 80 then, and would squash every number into an ellipsis)."""
+    wide = Console(file=console.file, width=max(console.width, width), force_terminal=console.is_terminal,
+                   no_color=console.no_color, highlight=False)
+    wide.print(table)
+
+
 def _quant(q: dict[str, object]) -> str:
     if not q.get("scale"):
         return str(q.get("dtype"))
@@ -54,7 +62,7 @@ def _finish_parity(report: ParityReport, json_out: str | None) -> None:
     from edgecls.fsutil import atomic_write_text
 
     console: Console = err_console if json_out == "-" else out_console
-    console.print(parity_table(report), width=max(console.width, 150))
+    _print_wide(console, parity_table(report))
     if json_out == "-":
         typer.echo(report.to_json(), nl=False)
     elif json_out:
@@ -82,7 +90,7 @@ def _edgetpu(result: ExportResult) -> None:
         t.add_column(col)
     for op in readiness.ops:
         t.add_row(str(op.index), op.op, "TPU" if op.ok else "CPU: " + "; ".join(op.problems))
-    out_console.print(t, width=max(out_console.width, 120))
+    _print_wide(out_console, t)
     out_console.print(readiness.verdict(), highlight=False, soft_wrap=True)
     if not readiness.ready:
         err_console.print("[bold red]error:[/] the int8 graph does not meet the Edge TPU's requirements (table above)")
@@ -193,6 +201,6 @@ def _diagnose(run_dir: Path, data: Path, report: ParityReport, console: Console)
         t.add_column(col)
     for e in layers:
         t.add_row(e.layer, e.op, f"{e.rmse_over_scale:.2f}", f"{e.max_abs_error:.4g}", e.advice())
-    console.print(t, width=max(console.width, 150))
+    _print_wide(console, t)
     if report.passed:
         console.print("parity passed; the table is for reference", highlight=False, soft_wrap=True)
