@@ -71,7 +71,8 @@ def replay(
         q.add_row(c.label, str(c.frames), f"{c.agreement:.2%}" if c.frames else "-", f"{c.mean_abs_prob_diff:.4f}" if c.frames else "-")
     q.add_row("all", str(report.count), f"{report.agreement:.2%}", f"{report.mean_abs_prob_diff:.4f}")
     out_console.print(q)
-    d = Table(title=f"domain drift: field frames vs training data ({report.train_count} images of {report.train_dir})")
+    d = Table(title=f"domain drift: field frames ({report.scenes} distinct scenes) vs training data "
+                    f"({report.train_count} images of {report.train_dir})")
     for col in ("statistic", "training", "field", "distance", "limit", "status"):
         d.add_column(col, justify="left" if col == "statistic" else "right")
     for s in report.statistics:

@@ -52,6 +52,10 @@ MIN_BRIGHTNESS_LIMIT = 0.5
 #: images (``NULL_DRAWS`` draws): drift is what chance does not explain.
 NULL_QUANTILE = 0.99
 NULL_DRAWS = 100
+#: Frames of one scene (a camera watching the same view) are not independent samples: two
+#: consecutive saved tensors whose mean |difference| is under this many levels (of 255)
+#: count as one scene, and chance is judged on the number of scenes, not frames.
+SCENE_CUT = 25.0
 #: Training images sampled (stratified) for the statistics: plenty for a histogram.
 TRAIN_SAMPLE = 1000
 HIST_BINS = 32
@@ -161,6 +165,7 @@ class ReplayReport:
     train_dir: str
     train_count: int
     statistics: tuple[InputStatistic, ...]
+    scenes: int = 0
     smoothed: bool = False
     disagreements: tuple[str, ...] = field(default_factory=tuple)
 
@@ -244,13 +249,21 @@ def _distances(train: np.ndarray, luma_t: np.ndarray, frames: np.ndarray, luma_f
     return np.array(out)
 
 
-def input_statistics(train: np.ndarray, frames: np.ndarray, seed: int = 0) -> tuple[InputStatistic, ...]:
+def count_scenes(frames: np.ndarray) -> int:
+    """Distinct scenes in saved order: a new one wherever consecutive tensors differ by SCENE_CUT or more."""
+    if len(frames) < 2:
+        return len(frames)
+    steps = np.abs(np.diff(frames.astype(np.int16), axis=0)).reshape(len(frames) - 1, -1).mean(axis=1)
+    return 1 + int(np.sum(steps >= SCENE_CUT))
+
+
+def input_statistics(train: np.ndarray, frames: np.ndarray, scenes: int, seed: int = 0) -> tuple[InputStatistic, ...]:
     """Brightness shift and per-channel histogram distances of model inputs (N, S, S, 3) uint8,
-    each with a limit that chance alone (random training subsets of the same size) stays under."""
+    each with a limit that chance alone (random training subsets of ``scenes`` images) stays under."""
     luma_t, luma_f = _luma(train), _luma(frames)
     got = _distances(train, luma_t, frames, luma_f)
     rng = np.random.default_rng(seed)
-    n = min(len(frames), len(train))
+    n = max(1, min(scenes, len(train)))
     draws = [rng.choice(len(train), n, replace=False) for _ in range(NULL_DRAWS)]
     null = np.array([_distances(train, luma_t, train[i], luma_t[i]) for i in draws])
     limits = np.maximum([MIN_BRIGHTNESS_LIMIT] + [MIN_HISTOGRAM_LIMIT] * 3, np.quantile(null, NULL_QUANTILE, axis=0))
@@ -309,13 +322,14 @@ def field_replay(run_dir: Path, frames: Path, *, train_data: Path | None = None)
                        float(diff[f == c].mean()) if np.any(f == c) else float("nan"))
         for c, label in enumerate(labels))
     sizes = saved.records[0].get("image_size") or []
+    scenes = count_scenes(saved.tensors)
     smoothed = any(int(r.get("smooth", 1) or 1) > 1 for r in saved.session.get("runs") or [])
     return ReplayReport(
         run_dir=str(run_dir), frames=str(frames), count=len(saved.records), image_size="x".join(map(str, sizes)),
         incomplete=saved.incomplete, tensors_reproduced=len(saved.records) - len(mismatch := _reproduce(saved, spec.input_size)),
         tensor_mismatches=mismatch, agreement=float(np.mean(f == d)), mean_abs_prob_diff=float(diff.mean()),
         min_agreement=MIN_FIELD_AGREEMENT, per_class=per_class, train_dir=train_dir, train_count=len(train_x),
-        statistics=input_statistics(train_x, saved.tensors), smoothed=smoothed,
+        statistics=input_statistics(train_x, saved.tensors, scenes), scenes=scenes, smoothed=smoothed,
         disagreements=tuple(f"{r['image']}: device {labels[d[i]]}, float {labels[f[i]]}"
                             for i, r in enumerate(saved.records) if d[i] != f[i]),
     )

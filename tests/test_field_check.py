@@ -206,6 +206,13 @@ def test_bad_bundles(bundle: Path, int8_model: Path, tmp_path: Path) -> None:
     _one_line(run(int8_model), "neither a folder nor a .tar/.zip archive")
 
 
+@pytest.mark.skipif(Path("/usr/lib/x86_64-linux-gnu/libedgetpu.so.1").exists()
+                    or Path("/usr/lib/aarch64-linux-gnu/libedgetpu.so.1").exists(), reason="an Edge TPU runtime is installed")
+def test_check_on_the_edgetpu_without_its_runtime(bundle: Path, int8_model: Path) -> None:
+    _one_line(run_cli("field", "check", "--model", str(int8_model), "--bundle", str(bundle), "--edgetpu"),
+              "libedgetpu1-std")
+
+
 def test_export_bad_input(trained_run: Path, demo_data: Path, bundle: Path, tmp_path: Path) -> None:
     def export(*args: str) -> subprocess.CompletedProcess[str]:
         return run_cli("field", "export", *args)

@@ -73,6 +73,7 @@ def test_replay_reports_agreement_and_no_drift(trained_run: Path, saved: Path, t
     assert [c["label"] for c in report["per_class"]] == ["circle", "cross"]
     assert sum(c["frames"] for c in report["per_class"]) == SAVED
     assert report["domain_ok"], report["statistics"]
+    assert report["scenes"] >= SAVED // 2, "independent renders are (mostly) distinct scenes"
     assert "quantization drift:" in proc.stdout and "domain drift: ok" in proc.stdout
 
 
