@@ -66,11 +66,15 @@ def main(out: Path) -> int:
     check = _load(out / "field_check.json")
     if check:
         table.add_row("field check on the device", "PASS" if check.get("passed") else "FAIL", "edgecls field check")
+    if check:
+        table.add_row("field check: reference images, failures", f"{check.get('count')}, {len(check.get('failures', []))}",
+                      "edgecls field check")
     replay = _load(out / "field_replay.json")
     if replay:
-        for key, value in replay.items():
-            if isinstance(value, dict) and "verdict" in value:
-                table.add_row(f"field replay: {key}", str(value["verdict"]), "edgecls field replay")
+        table.add_row("field replay: device vs float agreement on field frames",
+                      f"{replay['agreement']:.2%} of {replay['count']}", "edgecls field replay")
+        table.add_row("field replay: quantization drift", "ok" if replay["quantization_ok"] else "DRIFT", "edgecls field replay")
+        table.add_row("field replay: domain drift", "ok" if replay["domain_ok"] else "DRIFT", "edgecls field replay")
     console.print(table)
     console.print("artifacts:")
     for path in [run / "model.keras", *sorted(run.glob("*.tflite")), out / "bundle", out / "frames", out / "run.jsonl",
