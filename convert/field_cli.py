@@ -24,6 +24,7 @@ def export(
     count: Annotated[int, typer.Option(help="Reference images, stratified by class (a quarter at the decision boundary).")] = DEFAULT_COUNT,
     seed: Annotated[int, typer.Option(help="Seed of the random part of the selection.")] = 0,
     force: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write what was exported as JSON here.")] = None,
 ) -> None:
     """Write a self-contained field bundle: originals, exact tensors, float and host int8 outputs, hash, tolerances."""
     from .export import import_tensorflow_quietly
@@ -42,6 +43,10 @@ def export(
                       highlight=False)
     out_console.print(f"  on the device: edgecls field check --model {result.model.name} --bundle {result.path.name}",
                       highlight=False, soft_wrap=True)
+    if json_out is not None:
+        from edgecls.fsutil import atomic_write_json
+
+        atomic_write_json(json_out, result.to_dict())
 
 
 @field_app.command("replay")

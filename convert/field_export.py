@@ -56,6 +56,11 @@ class FieldExportResult:
     host_top1_agreement: float
     size_bytes: int
 
+    def to_dict(self) -> dict[str, object]:
+        return {"bundle": str(self.path), "count": self.count, "per_class": self.per_class, "boundary": self.boundary,
+                "model": str(self.model), "model_sha256": self.model_sha256, "edgetpu_sha256": self.edgetpu_sha256,
+                "host_top1_agreement": self.host_top1_agreement, "size_bytes": self.size_bytes}
+
 
 def margins(probs: np.ndarray) -> np.ndarray:
     """Top-1 minus top-2 probability per row: 0 sits on the decision boundary."""

@@ -116,7 +116,7 @@ def load_frames(folder: Path, size: int) -> SavedFrames:
         tensors.append(tensor)
     sizes = Counter(tuple(r.get("image_size") or ()) for r in records)
     if len(sizes) > 1:
-        listed = ", ".join(f"{'x'.join(map(str, s))} ({n} frames)" for s, n in sizes.most_common())
+        listed = ", ".join(f"{'x'.join(map(str, s))} ({n} frame{'s' if n != 1 else ''})" for s, n in sizes.most_common())
         raise DataError(f"frames folder {folder} mixes image sizes: {listed}; replay one camera setting per folder")
     shapes = Counter((*t.shape, str(t.dtype)) for t in tensors)
     if len(shapes) > 1 or tensors[0].shape != (size, size, 3) or tensors[0].dtype != np.uint8:

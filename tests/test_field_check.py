@@ -29,7 +29,9 @@ def bundle(trained_run: Path, int8_model: Path, demo_data: Path, tmp_path_factor
     """A folder bundle of 60 test images, written by the CLI as a user would."""
     out = tmp_path_factory.mktemp("field") / "bundle"
     proc = run_cli("field", "export", str(trained_run), "--data", str(demo_data / "test"), "--out", str(out),
-                   "--count", "60", check=True)
+                   "--count", "60", "--json", str(out.with_suffix(".json")), check=True)
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["count"] == 60 and summary["boundary"] == 16 and 0.5 < summary["host_top1_agreement"] <= 1
     assert "60 images" in proc.stdout and "16 at the decision boundary" in proc.stdout, proc.stdout
     return out
 

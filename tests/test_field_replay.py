@@ -142,7 +142,7 @@ def test_replay_bad_input(trained_run: Path, saved: Path, tmp_path: Path) -> Non
     cv2.imwrite(str(mixed / rec["image"]), small)
     rec["image_size"] = [320, 240]
     first.write_text(json.dumps(rec))
-    bad(mixed, "mixes image sizes: 640x480 (19 frames), 320x240 (1 frames)")
+    bad(mixed, "mixes image sizes: 640x480 (19 frames), 320x240 (1 frame)")
 
     other = tmp_path / "other_run"
     other.mkdir()
