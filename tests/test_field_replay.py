@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from conftest import run_cli
-from device_helpers import camera_like_frames, write_video
+from device_helpers import MjpegServer, camera_like_frames, needs_ffmpeg, write_video
 
 from edgecls.images import read_image
 from edgecls.preprocess import to_model_input
@@ -150,3 +153,27 @@ def test_replay_bad_input(trained_run: Path, saved: Path, tmp_path: Path) -> Non
     spec["labels"] = ["cat", "dog"]
     (other / "spec.json").write_text(json.dumps(spec))
     bad(saved, "classified with labels circle, cross but run", run=other)
+
+
+@needs_ffmpeg
+def test_kill_9_mid_capture_loses_nothing_already_saved(trained_run: Path, int8_model: Path, videos: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    """A live MJPEG stream (ffmpeg on loopback, 30 fps), every frame saved, then SIGKILL:
+    every frame with a .json is complete and replays; nothing else is needed to clean up."""
+    frames = tmp_path / "killed"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with MjpegServer(videos["camera"]) as server:
+        proc = subprocess.Popen([sys.executable, "-m", "edgecls", "run", "--model", str(int8_model), "--source", server.url,
+                                 "--headless", "--quiet", "--save-frames", str(frames), "--save-every", "1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        try:
+            deadline = time.monotonic() + 30
+            while len(list(frames.glob("*-*.json"))) < 15:
+                assert proc.poll() is None and time.monotonic() < deadline, "frames are being saved"
+                time.sleep(0.05)
+        finally:
+            proc.kill()
+            proc.wait(10)
+    _, report = replay(trained_run, frames, tmp_path)
+    assert report["count"] >= 15 and report["tensors_reproduced"] == report["count"]
+    assert len(report["incomplete"]) <= 1, "at most the frame being written when killed"
