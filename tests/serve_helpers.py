@@ -64,6 +64,7 @@ class StreamViewer(threading.Thread):
         self.port, self.query, self.seconds = port, query, seconds
         self.frames = 0
         self.first_at: float | None = None
+        self.last_at: float | None = None
         self.last_jpeg = b""
         self.error: str | None = None
         self._halt = threading.Event()
@@ -88,8 +89,9 @@ class StreamViewer(threading.Thread):
                     fh.readline()
                     self.last_jpeg = fh.read(n)
                     self.frames += 1
+                    self.last_at = time.time()
                     if self.first_at is None:
-                        self.first_at = time.time()
+                        self.first_at = self.last_at
         except (OSError, ValueError) as err:
             if not self._halt.is_set():
                 self.error = repr(err)

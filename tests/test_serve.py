@@ -205,6 +205,31 @@ def test_other_interface_warns(monkeypatch: pytest.MonkeyPatch, caplog: pytest.L
         caplog.clear()
 
 
+@pytest.mark.parametrize(("source", "shown"), [
+    ("rtsp://admin:hunter2@cam.local:554/s1", "rtsp://***@cam.local:554/s1"),
+    ("http://cam.local/x@y.mjpg", "http://cam.local/x@y.mjpg"), ("0", "0"), ("/videos/a@b.avi", "/videos/a@b.avi"),
+])
+def test_camera_credentials_are_not_served(source: str, shown: str) -> None:
+    from edgecls.device.serve import public_source
+
+    assert public_source(source) == shown
+
+
+def test_ipv6_loopback() -> None:
+    info = ModelInfo(Path("m.tflite"), ("a", "b"), "sigmoid", None, "test")
+    try:
+        sink = PreviewSink(parse_address("[::1]:0"), info, "cpu", "0")
+    except ServeError as err:
+        pytest.skip(f"no IPv6 loopback here: {err}")
+    try:
+        assert sink.server is not None and sink.server.loopback and sink.url.startswith("http://[::1]:")
+        with socket.create_connection(("::1", sink.address.port), timeout=5) as s:
+            s.sendall(b"GET /status HTTP/1.0\r\nHost: [::1]\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.0 200")
+    finally:
+        sink.close()
+
+
 def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     info = ModelInfo(Path("m.tflite"), ("a", "b"), "sigmoid", None, "test")

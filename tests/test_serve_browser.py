@@ -64,7 +64,9 @@ def test_preview_page_in_chromium(int8_model: Path, trained_run: Path, tmp_path:
                 try:
                     page = browser.pages[0] if browser.pages else browser.new_page()  # type: ignore[attr-defined]
                     page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-                    page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=20_000)
+                    # Polled from here: wait_for_function evaluates a string, which the page's CSP forbids.
+                    wait_for(lambda: page.evaluate("document.getElementById('stream').naturalWidth") > 0, 20,
+                             "the stream to show a frame", every=0.1)
                     assert page.evaluate("document.getElementById('stream').naturalWidth") == 640
                     seen: list[str] = []
                     deadline = time.monotonic() + 15

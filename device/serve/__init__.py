@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -28,13 +29,18 @@ from .metrics import Metrics
 from .preview import Preview
 from .server import Address, PreviewHTTPServer, ServeError, bind, parse_address, start
 
-__all__ = ["PreviewSink", "ServeError", "open_preview", "parse_address"]
+__all__ = ["PreviewSink", "ServeError", "open_preview", "parse_address", "public_source"]
 
 log = logging.getLogger("edgecls.device")
 
 TOKEN_ENV = "EDGECLS_SERVE_TOKEN"
 #: Label changes kept for the page's "recent labels".
 HISTORY = 10
+
+
+def public_source(source: str) -> str:
+    """The source as viewers may see it: a URL's user and password (rtsp://user:pw@cam/...) hidden."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", source)
 
 
 def backend_name(options: RunOptions) -> str:
@@ -116,7 +122,7 @@ def open_preview(options: RunOptions, model: ModelInfo, source: str) -> PreviewS
         return None
     address = parse_address(options.serve)
     token = options.serve_token if options.serve_token is not None else os.environ.get(TOKEN_ENV)
-    sink = PreviewSink(address, model, backend_name(options), source, token)
+    sink = PreviewSink(address, model, backend_name(options), public_source(source), token)
     assert sink.server is not None
     if not sink.server.loopback:
         log.warning("the preview on %s is reachable from other machines%s", sink.address,
