@@ -174,8 +174,18 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
         with stop_on_signals(stop):
             summary = run_loop(reader, classifier, sinks, stop, options.max_frames)
     finally:
-        reader.close()
-        for sink in sinks:
-            sink.close()
-        backend.close()
+        close_all([reader, *sinks, backend])
     return summary
+
+
+def close_all(things: Sequence[Any]) -> None:
+    """Close every one even if some fail (a full disk must not leave the JSONL unflushed
+    because the preview server failed first); then raise the first failure."""
+    first: BaseException | None = None
+    for thing in things:
+        try:
+            thing.close()
+        except Exception as err:
+            first = first or err
+    if first is not None:
+        raise first
