@@ -190,7 +190,7 @@ def generate_video(out: Path, options: DemoVideoOptions) -> list[str]:
     # a small bank of sensor noise, reused in rotation: drawing fresh noise per frame costs more than the rest
     bank = [rng.normal(0, 4.0, (h + 8, w + 8, 3)).astype(np.float32) for _ in range(5)]
     tmp = out.with_name(f".{out.name}.tmp.avi")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), options.fps, (w, h))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"MJPG"), options.fps, (w, h))
     if not writer.isOpened():
         raise DataError(f"OpenCV cannot write MJPG video to {out}: check the folder is writable")
     truths: list[str] = []
@@ -203,7 +203,7 @@ def generate_video(out: Path, options: DemoVideoOptions) -> list[str]:
                 kind = SHAPES[seg % options.classes]
                 scene = render(kind, rng, (h, w))
             t = (i % per_segment) / per_segment
-            shift = np.float32([[1, 0, 6 * np.sin(2 * np.pi * t)], [0, 1, 4 * np.cos(2 * np.pi * t)]])
+            shift = np.array([[1, 0, 6 * np.sin(2 * np.pi * t)], [0, 1, 4 * np.cos(2 * np.pi * t)]], np.float32)
             moved = cv2.warpAffine(scene, shift, (w, h), borderMode=cv2.BORDER_REFLECT)
             off = i % 8
             noise = bank[i % len(bank)][off : off + h, off : off + w]
