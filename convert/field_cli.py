@@ -27,10 +27,8 @@ def export(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write what was exported as JSON here.")] = None,
 ) -> None:
     """Write a self-contained field bundle: originals, exact tensors, float and host int8 outputs, hash, tolerances."""
-    from .export import import_tensorflow_quietly
     from .field_export import field_export
 
-    import_tensorflow_quietly()
     with err_console.status("running the float and int8 models on the data ..."):
         result = field_export(run_dir, data, out, model=model, count=count, seed=seed, force=force)
     classes = ", ".join(f"{k} {v}" for k, v in result.per_class.items())

@@ -106,6 +106,9 @@ def field_export(run_dir: Path, data_dir: Path, out: Path, *, model: Path | None
     check_bundle_target(out, force=force)
     tflite = TFLiteModel(model_path, spec.head, len(spec.labels))
     data = load_labelled(data_dir, spec, what="field data")
+    from .export import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # only now: every bad input above is refused in about a second
     keras_model = load_keras_model(run_dir)
     probs = keras_probabilities(keras_model, data.x, spec.head)
     idx, is_boundary = select(data.y, margins(probs), min(count, len(data.y)), len(spec.labels), seed)
