@@ -172,13 +172,22 @@ def field_check(model: Path, bundle_path: Path, *, edgetpu: bool = False, device
         try:
             tol = bundle.tolerances
             limit = tol["edgetpu_max_raw_steps" if edgetpu else "cpu_max_raw_steps"].value
-            stored_raw = _run(backend, bundle.tensors)
             device_tensors, undecodable = _preprocess(bundle)
-            pipeline_raw = _run(backend, device_tensors)
             hash_row = _hash_row(sha, bundle, edgetpu)
-            runtime_row, runtime = _runtime_row(stored_raw, bundle, limit, backend.name)
-            agree_row, agreement = _agreement_row(pipeline_raw, backend, bundle, tol["min_top1_agreement"].value)
             pre_row, pre = _preprocess_row(device_tensors, bundle, undecodable, tol["max_preprocess_diff"].value)
+            size = bundle.spec.input_size
+            if tuple(backend.input.shape) == (1, size, size, 3):
+                runtime_row, runtime = _runtime_row(_run(backend, bundle.tensors), bundle, limit, backend.name)
+                agree_row, agreement = _agreement_row(_run(backend, device_tensors), backend, bundle,
+                                                      tol["min_top1_agreement"].value)
+            else:  # another model altogether: it cannot even take the bundle's tensors
+                shape = "x".join(map(str, backend.input.shape))
+                why = f"the model takes {shape} input, the bundle's tensors are 1x{size}x{size}x3: not the bundled model"
+                runtime_row = CheckRow("runtime", f"(b) raw outputs vs host int8 ({backend.name})", f"input {shape}",
+                                       f"1x{size}x{size}x3", False, why)
+                agree_row = CheckRow("agreement", "(c) top-1 agreement with float (device pipeline)", "n/a",
+                                     f">= {tol['min_top1_agreement'].value:.2%}", False, why)
+                runtime, agreement = {}, {}
         finally:
             backend.close()
         figures = {"model_sha256": sha, "bundle_model_sha256": bundle.model_sha256,

@@ -124,6 +124,21 @@ def test_check_fails_on_a_recalibrated_int8_model(trained_run: Path, bundle: Pat
     assert "raw outputs vs host int8" in proc.stderr
 
 
+@pytest.mark.parametrize("name", ["grey", "softmax3_f32"])
+def test_check_fails_on_models_that_cannot_take_the_bundle(name: str, bundle: Path, tmp_path: Path,
+                                                           tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Another model altogether (a grey 64x64x1 input; three outputs for two labels): failed
+    figures with the reason, not a crash."""
+    from device_helpers import cached_plain_models
+
+    proc, report = check(cached_plain_models(tmp_path_factory)[name], bundle, tmp_path)
+    assert proc.returncode == 1
+    assert not report["checks"]["hash"]["passed"] and not report["checks"]["runtime"]["passed"]
+    assert not report["checks"]["agreement"]["passed"]
+    assert report["checks"]["preprocess"]["passed"], "the device's preprocessing is not the model's fault"
+    assert "not the bundled model" in report["checks"]["runtime"]["detail"]
+
+
 def test_check_fails_on_swapped_colour_channels_on_the_device(bundle: Path, int8_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A device-side preprocessing change (R and B swapped after resizing): the runtime
     still matches on the stored tensors, the preprocessing figure fails and names it."""
