@@ -276,3 +276,23 @@ def test_a_still_scene_is_reopened_at_growing_intervals() -> None:
     assert all(b >= a for a, b in itertools.pairwise(frozen)), frozen
     assert frozen[-1] >= 1.9 * frozen[0], frozen
     assert len(opened) <= 6, "not reopened every stall_s"
+
+
+@needs_ffmpeg
+def test_a_hung_stream_is_detected(stream_video: Path) -> None:
+    """A server that stops sending without closing the connection (SIGSTOP): no read error
+    ever comes, so the watchdog must notice the silence."""
+    with MjpegServer(stream_video) as server:
+        reader = LatestFrameReader(lambda: open_source(SourceSpec("url", server.url), SourceOptions()))
+        try:
+            wait_for(lambda: reader.next(0.2) is not None, 10, "frames")
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGSTOP)
+            hung = time.monotonic()
+            wait_for(lambda: reader.stalls >= 1, 5, "the silence to be detected")
+            when, message = next((t, m) for t, m in reader.events if "stall detected" in m)
+            assert when - hung <= DETECT_S, f"{when - hung:.2f} s: {message}"
+        finally:
+            if server.proc is not None:
+                server.proc.send_signal(signal.SIGCONT)
+            reader.close()
