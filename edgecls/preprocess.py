@@ -7,16 +7,21 @@ lives inside the model, not here: the model takes raw 0..255 RGB.
 Why this resize and not ``cv2.INTER_AREA``:
 
 - INTER_AREA at a non-integer factor (480/64 = 7.5) takes OpenCV's slow generic path
-  (about 0.8 ms for 640x480 -> 64x64, twelve times an int8 invoke) and its float
+  (about 0.5-0.8 ms for 640x480 -> 64x64, ten times an int8 invoke) and its float
   arithmetic differs between x86 and aarch64 by +-1 in a few values, so a device could
   never reproduce the host's tensors bit for bit.
 - Plain INTER_LINEAR at 10x skips most pixels and aliases.
 
-So we halve with exact 2x2 area averages (integer arithmetic, SIMD in OpenCV) while the
-image is at least four times the target, resize the rest of the way to twice the target
-with INTER_LINEAR_EXACT (fixed point, bit-exact by design), then take one more exact 2x2
-area average. Every step is integer arithmetic, so the result is the same on every CPU,
-and every source pixel contributes, so there is no aliasing.
+So we halve both axes with exact 2x2 area averages (OpenCV's SIMD integer path) while the
+smaller side stays at least twice the target, then INTER_LINEAR to twice the target (a
+step of at most 2.5x, after which content is smooth), then one more exact 2x2 average.
+Every source pixel contributes, so there is no aliasing, and every step is integer
+arithmetic: 8-bit INTER_LINEAR is fixed point, and its coefficients come out exact in
+float because the target (2 * 64 = 128) is a power of two, so every scale src/128 is a
+short binary fraction whatever the CPU's float contraction. ``scripts/check-aarch64``
+proves the bits on emulated Pi OS userland. An axis that stays over eight times the
+target after that (extreme aspect ratios only) is halved on its own first: OpenCV's slow
+path, but exact.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ COLOUR_ORDERS: tuple[str, ...] = ("rgb", "bgr")
 #: The model input side in pixels (the article's 64x64x3).
 INPUT_SIZE = 64
 #: Recorded in every model spec; a device refuses a spec that names another method.
-RESIZE_METHOD = "area-pyramid-v1"
+RESIZE_METHOD = "area-pyramid-v2"
 
 
 def resize_area(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -45,18 +50,20 @@ def resize_area(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     h, w = image.shape[:2]
     if (h, w) == (size, size):
         return image
-    # Halve each axis with exact area averages while it stays >= 2*size afterwards.
-    # An odd row or column is dropped first (a view, no copy): a 0.5 px shift at most.
-    while w >= 4 * size or h >= 4 * size:
-        fx = 2 if w >= 4 * size else 1
-        fy = 2 if h >= 4 * size else 1
-        image = image[: h - h % fy, : w - w % fx]
+    # Both axes at once: exact 2x2 averages, the fast path. An odd row or column is
+    # dropped first (a view, no copy): a 0.5 px shift at most.
+    while min(h, w) >= 4 * size:
+        image = image[: h - h % 2, : w - w % 2]
+        image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
         h, w = image.shape[:2]
+    # Extreme aspect ratios only: halve the long axis alone until linear can finish it.
+    while max(h, w) >= 8 * size:
+        fx, fy = (2, 1) if w >= 8 * size else (1, 2)
+        image = image[: h - h % fy, : w - w % fx]
         image = cv2.resize(image, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
         h, w = image.shape[:2]
-    # From under 4*size to exactly 2*size: a linear step of at most 2x, no aliasing.
     if (h, w) != (2 * size, 2 * size):
-        image = cv2.resize(image, (2 * size, 2 * size), interpolation=cv2.INTER_LINEAR_EXACT)
+        image = cv2.resize(image, (2 * size, 2 * size), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
