@@ -114,6 +114,10 @@ def field_export(run_dir: Path, data_dir: Path, out: Path, *, model: Path | None
     idx, is_boundary = select(data.y, margins(probs), min(count, len(data.y)), len(spec.labels), seed)
     tensors = data.x[idx]
     raw = np.stack([tflite.raw(t).reshape(-1) for t in tensors])
+    # the reference for devices whose runtime runs int8 on TFLite's builtin kernels
+    # (tflite-runtime 2.14): XNNPACK's int8 kernels round a few outputs differently
+    builtin = TFLiteModel(model_path, spec.head, len(spec.labels), builtin_kernels=True)
+    raw_builtin = np.stack([builtin.raw(t).reshape(-1) for t in tensors])
     dequant = np.stack([tflite.dequantize_output(r) for r in raw])
     int8_probs = tflite.predict(tensors)
     agreement = float(np.mean(top1(int8_probs) == top1(probs[idx])))
@@ -135,7 +139,7 @@ def field_export(run_dir: Path, data_dir: Path, out: Path, *, model: Path | None
                            items=items, images=images, host=host,
                            tolerances={**DEFAULT_TOLERANCES, "min_top1_agreement": agreement_tolerance(agreement)},
                            arrays={"tensors": tensors, "float_probs": probs[idx].astype(np.float64),
-                                   "int8_raw": raw, "int8_dequant": dequant})
+                                   "int8_raw": raw, "int8_dequant": dequant, "int8_raw_builtin": raw_builtin})
     size = sum(p.stat().st_size for p in written.rglob("*") if p.is_file()) if written.is_dir() else written.stat().st_size
     per_class = {label: int(np.sum(data.y[idx] == c)) for c, label in enumerate(spec.labels)}
     return FieldExportResult(written, len(idx), per_class, int(is_boundary.sum()), model_path, sha, tpu_sha,

@@ -21,20 +21,28 @@ from edgecls.heads import probabilities
 from .quiet import captured
 
 
-def litert_interpreter(model: Path | bytes, threads: int = 1) -> Any:
-    """An allocated ai-edge-litert interpreter for a model file or bytes."""
+def litert_interpreter(model: Path | bytes, threads: int = 1, *, builtin_kernels: bool = False) -> Any:
+    """An allocated ai-edge-litert interpreter for a model file or bytes.
+
+    ``builtin_kernels`` runs TFLite's builtin kernels only (no default XNNPACK delegate):
+    what tflite-runtime 2.14 runs int8 graphs on. XNNPACK's int8 kernels round a few
+    outputs differently, so a reference for such devices must come from these.
+    """
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError as err:
         raise MissingDependencyError("ai_edge_litert", "device", "running a .tflite") from err
+    extra: dict[str, Any] = (
+        {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if builtin_kernels else {}
+    )
     # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" and its load errors on fd 2
     failure: Exception | None = None
     with captured((2,)):
         try:
             if isinstance(model, bytes):
-                interp = Interpreter(model_content=model, num_threads=threads)
+                interp = Interpreter(model_content=model, num_threads=threads, **extra)
             else:
-                interp = Interpreter(model_path=str(model), num_threads=threads)
+                interp = Interpreter(model_path=str(model), num_threads=threads, **extra)
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             failure = exc
@@ -77,11 +85,12 @@ def op_names(interp: Any) -> list[str]:
 class TFLiteModel:
     """One loaded .tflite: ``predict`` maps uint8 RGB images to class probabilities."""
 
-    def __init__(self, path: Path, head: str, num_labels: int, threads: int = 1) -> None:
+    def __init__(self, path: Path, head: str, num_labels: int, threads: int = 1, *,
+                 builtin_kernels: bool = False) -> None:
         self.path = Path(path)
         check_tflite(self.path)
         self.head = head
-        self.interp = litert_interpreter(self.path, threads)
+        self.interp = litert_interpreter(self.path, threads, builtin_kernels=builtin_kernels)
         self.input, self.output = io_info(self.interp)
         self._in = self.interp.get_input_details()[0]["index"]
         self._out = self.interp.get_output_details()[0]["index"]

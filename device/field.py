@@ -90,9 +90,21 @@ def _run(backend: Backend, tensors: np.ndarray) -> np.ndarray:
     return np.stack([np.array(backend.invoke(encode(t))).reshape(-1) for t in tensors])
 
 
-def _runtime_row(raw: np.ndarray, bundle: FieldBundle, limit: float, backend_name: str) -> tuple[CheckRow, dict[str, Any]]:
-    want = bundle.int8_raw
-    name = f"(b) raw outputs vs host int8 ({backend_name})"
+def reference_outputs(bundle: FieldBundle, backend: Backend) -> tuple[np.ndarray, str]:
+    """The host outputs to reproduce: from the same kernels the device runs.
+
+    ai-edge-litert hands int8 graphs to XNNPACK by default; tflite-runtime 2.14's XNNPACK
+    takes none, so it runs TFLite's builtin kernels, which round a few outputs differently.
+    Which one ran is read from the interpreter (delegated partitions), not guessed.
+    """
+    if backend.name == "cpu" and backend.delegated_partitions() == 0:
+        return bundle.int8_raw_builtin, "cpu, builtin kernels"
+    return bundle.int8_raw, f"{backend.name}, XNNPACK" if backend.name == "cpu" else backend.name
+
+
+def _runtime_row(raw: np.ndarray, bundle: FieldBundle, limit: float, backend: Backend) -> tuple[CheckRow, dict[str, Any]]:
+    want, kernels = reference_outputs(bundle, backend)
+    name = f"(b) raw outputs vs host int8 ({kernels})"
     if raw.dtype != want.dtype or raw.shape != want.shape:
         detail = (f"the model outputs {raw.dtype} x{raw.shape[1]}, the host int8 model {want.dtype} x{want.shape[1]}: "
                   "not the bundled model")
@@ -177,7 +189,7 @@ def field_check(model: Path, bundle_path: Path, *, edgetpu: bool = False, device
             pre_row, pre = _preprocess_row(device_tensors, bundle, undecodable, tol["max_preprocess_diff"].value)
             size = bundle.spec.input_size
             if tuple(backend.input.shape) == (1, size, size, 3):
-                runtime_row, runtime = _runtime_row(_run(backend, bundle.tensors), bundle, limit, backend.name)
+                runtime_row, runtime = _runtime_row(_run(backend, bundle.tensors), bundle, limit, backend)
                 agree_row, agreement = _agreement_row(_run(backend, device_tensors), backend, bundle,
                                                       tol["min_top1_agreement"].value)
             else:  # another model altogether: it cannot even take the bundle's tensors

@@ -9,6 +9,8 @@ A bundle is a folder (or the same folder packed as one ``.tar`` or ``.zip``)::
     float_probs.npy    (N, K) float64: the float Keras model's probabilities
     int8_raw.npy       (N, U): the host int8 model's raw (quantized) outputs
     int8_dequant.npy   (N, U) float64: the same outputs dequantized
+    int8_raw_builtin.npy (N, U): the raw outputs on TFLite's builtin kernels (what
+                       tflite-runtime 2.14 runs int8 on; XNNPACK rounds a few differently)
 
 numpy and json only: the device reads it without TensorFlow. :func:`open_bundle` checks
 everything before a figure is computed, so a corrupt or incomplete bundle is one line
@@ -38,7 +40,7 @@ from edgecls.fsutil import StagedDir, atomic_write_bytes, atomic_write_json
 from edgecls.spec import ModelSpec
 
 BUNDLE_FORMAT = "edgecls-field-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 MANIFEST = "manifest.json"
 IMAGES_DIR = "images"
 #: The arrays of a bundle, by role; every one has N rows, one per item.
@@ -47,6 +49,7 @@ ARRAY_FILES = {
     "float_probs": "float_probs.npy",
     "int8_raw": "int8_raw.npy",
     "int8_dequant": "int8_dequant.npy",
+    "int8_raw_builtin": "int8_raw_builtin.npy",
 }
 ARCHIVE_SUFFIXES = (".tar", ".zip")
 
@@ -59,9 +62,11 @@ class Tolerance:
     reason: str
 
 
-#: The same flatbuffer on the CPU runs the same integer kernels as on the host (TOOLCHAIN:
-#: identical outputs on x86 and emulated aarch64, ai-edge-litert and tflite-runtime), so
-#: any difference in a raw output step means another model, runtime bug or delegate.
+#: The same flatbuffer on the same CPU kernels gives the same integer outputs on x86 and
+#: aarch64, so any difference in a raw output step means another model, runtime bug or
+#: delegate. "The same kernels" matters: XNNPACK's int8 kernels (ai-edge-litert's default)
+#: and TFLite's builtin ones (tflite-runtime 2.14) round a few outputs differently, so the
+#: bundle keeps a reference from each and the check uses the one the device ran.
 CPU_MAX_RAW_STEPS = Tolerance(0, "the CPU runs the host's integer kernels: outputs must be identical")
 #: The Edge TPU requantizes in its own hardware; one output step (1/256 of the range) is
 #: its rounding, two or more means the compiled graph is not the host's.
@@ -125,6 +130,7 @@ class FieldBundle:
     float_probs: np.ndarray
     int8_raw: np.ndarray
     int8_dequant: np.ndarray
+    int8_raw_builtin: np.ndarray
     host: dict[str, Any]
 
     @property
@@ -344,7 +350,8 @@ def load_bundle_dir(root: Path, where: Path) -> FieldBundle:
         root=root, source=Path(where), model_name=_get(manifest, "model.name", str, where), model_sha256=sha,
         edgetpu_sha256=tpu if isinstance(tpu, str) else None, spec=spec, tolerances=tolerances, items=items,
         tensors=arrays["tensors"], float_probs=arrays["float_probs"], int8_raw=arrays["int8_raw"],
-        int8_dequant=arrays["int8_dequant"], host=dict(manifest.get("host") or {}),
+        int8_dequant=arrays["int8_dequant"], int8_raw_builtin=arrays["int8_raw_builtin"],
+        host=dict(manifest.get("host") or {}),
     )
 
 
@@ -356,7 +363,7 @@ def _check_shapes(arrays: dict[str, np.ndarray], spec: ModelSpec, items: tuple[B
     if arrays["float_probs"].shape != (n, k):
         raise DataError(f"bundle {where} is corrupt: float_probs.npy has shape {arrays['float_probs'].shape}, expected {(n, k)}")
     raw, deq = arrays["int8_raw"], arrays["int8_dequant"]
-    if raw.ndim != 2 or raw.shape[0] != n or deq.shape != raw.shape:
+    if raw.ndim != 2 or raw.shape[0] != n or deq.shape != raw.shape or arrays["int8_raw_builtin"].shape != raw.shape:
         raise DataError(f"bundle {where} is corrupt: int8 outputs have shapes {raw.shape} and {deq.shape}, expected {n} rows")
     if not items or any(not 0 <= it.class_index < k or spec.labels[it.class_index] != it.label for it in items):
         raise DataError(f"bundle {where} is corrupt: it has no items, or an item's class is not one of its labels")

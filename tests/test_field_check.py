@@ -55,7 +55,7 @@ def rewrite(bundle: Path, out: Path, **arrays: np.ndarray) -> Path:
         items = list(b.items)
         images = [b.image_path(it).read_bytes() for it in items]
         current = {"tensors": b.tensors, "float_probs": b.float_probs, "int8_raw": b.int8_raw,
-                   "int8_dequant": b.int8_dequant}
+                   "int8_dequant": b.int8_dequant, "int8_raw_builtin": b.int8_raw_builtin}
         current.update(arrays)
         return write_bundle(out, model_name=b.model_name, model_sha256=b.model_sha256, edgetpu_sha256=b.edgetpu_sha256,
                             spec=b.spec, items=items, images=images, arrays=current, host=b.host,
@@ -182,7 +182,8 @@ def test_bundle_round_trip_keeps_tolerances(bundle: Path, tmp_path: Path) -> Non
                            edgetpu_sha256=None, spec=b.spec, items=list(b.items),
                            images=[b.image_path(it).read_bytes() for it in b.items],
                            arrays={"tensors": b.tensors, "float_probs": b.float_probs, "int8_raw": b.int8_raw,
-                                   "int8_dequant": b.int8_dequant}, host=b.host, tolerances=tol)
+                                   "int8_dequant": b.int8_dequant, "int8_raw_builtin": b.int8_raw_builtin},
+                           host=b.host, tolerances=tol)
     with open_bundle(out) as b2:
         assert b2.tolerances["min_top1_agreement"].value == 1.0
         assert isinstance(b2.items[0], BundleItem)
@@ -254,3 +255,34 @@ print('TF-MODULES', sorted(m for m in sys.modules if m.split('.')[0] in ('tensor
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "TF-MODULES []" in proc.stdout
+
+
+def test_reference_matches_the_kernels_the_device_runs(bundle: Path, int8_model: Path) -> None:
+    """tflite-runtime 2.14 runs int8 graphs on TFLite's builtin kernels, which round a few
+    outputs differently from ai-edge-litert's default XNNPACK: the bundle carries both
+    references and the check compares against the one the device's interpreter really ran."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgecls.device.backends import BackendOptions, open_backend
+    from edgecls.device.field import reference_outputs
+
+    ref = Interpreter(model_path=str(int8_model),
+                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    ref.allocate_tensors()
+    with open_bundle(bundle) as b:
+        builtin = []
+        for t in b.tensors:
+            ref.set_tensor(ref.get_input_details()[0]["index"], t[None])
+            ref.invoke()
+            builtin.append(ref.get_tensor(ref.get_output_details()[0]["index"]).reshape(-1))
+        assert np.array_equal(np.stack(builtin), b.int8_raw_builtin)
+        backend = open_backend("cpu", int8_model, BackendOptions())
+        try:
+            assert backend.delegated_partitions() > 0  # ai-edge-litert: XNNPACK took the graph
+            want, kernels = reference_outputs(b, backend)
+            assert kernels == "cpu, XNNPACK" and want is b.int8_raw
+            backend.delegated_partitions = lambda: 0  # type: ignore[method-assign]  # as tflite-runtime 2.14 reports
+            want, kernels = reference_outputs(b, backend)
+            assert kernels == "cpu, builtin kernels" and want is b.int8_raw_builtin
+        finally:
+            backend.close()
