@@ -48,6 +48,7 @@ def run(
     labels: Annotated[Path | None, typer.Option(help="A labels file to use instead of the model's.")] = None,
     stats_every: Annotated[float, typer.Option(help="Seconds between stats lines (0: none).")] = 5.0,
     quiet: Annotated[bool, typer.Option(help="Do not print each result; stats lines only.")] = False,
+    realtime: Annotated[bool, typer.Option(help="Play a video file at its recorded frame rate (a folder at 30 fps), as a camera would.")] = False,
     save_frames: Annotated[Path | None, typer.Option(help="Keep sampled frames here (PNG, model input, prediction) for 'edgecls field replay'.")] = None,
     save_every: Annotated[int, typer.Option(help="With --save-frames: keep every N-th classified frame.")] = 10,
     serve: Annotated[str | None, typer.Option(
@@ -67,6 +68,7 @@ def run(
         model=model, source=source, headless=headless, max_frames=max_frames, jsonl=jsonl, top_k=top_k,
         threshold=threshold, smooth=smooth, num_threads=num_threads, edgetpu=edgetpu, device=device,
         labels=labels, stats_every_s=stats_every, quiet=quiet, serve=serve, serve_token=serve_token,
+        realtime=realtime,
     ))
     err_console.print(
         f"done: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps, "

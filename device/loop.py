@@ -79,10 +79,11 @@ def open_reader(spec: SourceSpec, source_options: SourceOptions | None = None,
 
 
 def start_reader(first: FrameSource, spec: SourceSpec, source_options: SourceOptions | None = None,
-                 reader_options: ReaderOptions | None = None) -> FrameReader:
-    """Wrap an opened source; a live one starts grabbing now and is reopened from ``spec``."""
+                 reader_options: ReaderOptions | None = None, *, realtime: bool = False) -> FrameReader:
+    """Wrap an opened source; a live one starts grabbing now and is reopened from ``spec``.
+    ``realtime`` paces a file or folder at its frame rate (live sources pace themselves)."""
     if not first.live:
-        return DirectReader(first)
+        return DirectReader(first, realtime=realtime)
     pending = [first]
 
     def reopen() -> Any:
@@ -168,7 +169,7 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
         source.close()
         raise
     # Capture starts here: everything a user can get wrong has been checked above.
-    reader = start_reader(source, spec)
+    reader = start_reader(source, spec, realtime=options.realtime)
     log.info("classifying %s with %s on %s (%s)", spec, info.path.name, backend.name, ", ".join(info.labels))
     try:
         with stop_on_signals(stop):

@@ -19,6 +19,8 @@ class RunOptions:
     threads. edgetpu/device: run on the Coral Edge TPU at ``device``. labels: a labels
     file that overrides the model's. stats_every_s: how often to log fps/dropped/reconnects.
     quiet: do not print each result (stats lines still appear).
+    realtime: play a video file at its recorded frame rate (a folder at 30 fps), as a
+    camera would deliver it, instead of as fast as possible.
     save_frames: keep every ``save_every``-th frame here (original PNG, model input .npy,
     prediction .json) for ``edgecls field replay`` (None: off).
     serve: ``[HOST:]PORT`` for the browser preview, /status and /metrics (None: off; the host
@@ -42,6 +44,7 @@ class RunOptions:
     labels: Path | None = None
     stats_every_s: float = 5.0
     quiet: bool = False
+    realtime: bool = False
     save_frames: Path | None = None
     save_every: int = DEFAULT_SAVE_EVERY
     serve: str | None = None

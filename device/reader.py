@@ -47,21 +47,40 @@ class FrameReader(Protocol):
     def close(self) -> None: ...
 
 
+#: --realtime plays a folder of images, which has no frame rate of its own, at this rate.
+FOLDER_REALTIME_FPS = 30.0
+
+
 class DirectReader:
-    """Every frame of a file or folder source, in order, read on the caller's thread."""
+    """Every frame of a file or folder source, in order, read on the caller's thread.
+
+    ``realtime`` paces reading at the file's recorded frame rate (a folder at
+    FOLDER_REALTIME_FPS), as a camera would deliver it: for watching a recording through
+    the live preview, or rehearsing a live setup. Frames are still never skipped.
+    """
 
     dropped = 0
     reconnects = 0
     stalls = 0
 
-    def __init__(self, source: FrameSource) -> None:
+    def __init__(self, source: FrameSource, *, realtime: bool = False) -> None:
         self.source = source
         self.finished = False
         self._index = 0
+        fps = float(getattr(source, "fps", 0.0) or FOLDER_REALTIME_FPS)
+        self._interval = 1.0 / fps if realtime else 0.0
+        self._start = 0.0
 
     def next(self, timeout: float) -> Frame | None:
         if self.finished:
             return None
+        if self._interval:
+            now = time.monotonic()
+            if self._index == 0:
+                self._start = now
+            wait = self._start + self._index * self._interval - now
+            if wait > 0:
+                time.sleep(wait)
         image = self.source.read()
         if image is None:
             self.finished = True

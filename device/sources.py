@@ -191,6 +191,12 @@ class OpenCVSource:
         ok, frame = self.cap.read()
         return frame if ok and frame is not None else None
 
+    @property
+    def fps(self) -> float:
+        """The recorded frame rate of a video file (0 when the container does not say)."""
+        value = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        return value if 0.0 < value < 1000.0 else 0.0
+
     def close(self) -> None:
         self.cap.release()
 

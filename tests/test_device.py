@@ -314,3 +314,18 @@ print(json.dumps([b.invoke(t[None]).tolist() for t in np.load({str(tmp_path / 'x
                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == want
+
+
+def test_realtime_paces_a_file_at_its_frame_rate(int8_model: Path, shapes_video: tuple[Path, list[str]], tmp_path: Path) -> None:
+    """--realtime delivers a recording as a camera would: at its recorded rate, every frame kept."""
+    video, truth = shapes_video
+    fps = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS)
+    assert fps > 0
+    out = tmp_path / "r.jsonl"
+    run(RunOptions(model=int8_model, source=str(video), headless=True, quiet=True, stats_every_s=0,
+                   jsonl=out, realtime=True))
+    rows = _jsonl(out)
+    assert [r["source_index"] for r in rows] == list(range(len(truth)))
+    span = rows[-1]["ts"] - rows[0]["ts"]
+    # a lower bound only: pacing can be late on a busy machine, never early
+    assert span >= 0.95 * (len(rows) - 1) / fps, f"{len(rows)} frames in {span:.2f} s at {fps} fps"
