@@ -65,6 +65,10 @@ class Backend(Protocol):
         """Run the model on one input tensor (batch of 1); return the raw output tensor."""
         ...
 
+    def delegated_partitions(self) -> int:
+        """Parts of the graph a delegate (XNNPACK, Edge TPU) runs; 0 = builtin kernels, -1 = unknown."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -200,6 +200,9 @@ class SlowBackend:
         time.sleep(self.delay_s)
         return self.inner.invoke(tensor)
 
+    def delegated_partitions(self) -> int:
+        return self.inner.delegated_partitions()
+
     def close(self) -> None:
         self.inner.close()
 
