@@ -13,15 +13,13 @@ Why this resize and not ``cv2.INTER_AREA``:
 - Plain INTER_LINEAR at 10x skips most pixels and aliases.
 
 So we halve both axes with exact 2x2 area averages (OpenCV's SIMD integer path) while the
-smaller side stays at least twice the target, then INTER_LINEAR to twice the target (a
-step of at most 2.5x, after which content is smooth), then one more exact 2x2 average.
-Every source pixel contributes, so there is no aliasing, and every step is integer
-arithmetic: 8-bit INTER_LINEAR is fixed point, and its coefficients come out exact in
-float because the target (2 * 64 = 128) is a power of two, so every scale src/128 is a
-short binary fraction whatever the CPU's float contraction. ``scripts/check-aarch64``
-proves the bits on emulated Pi OS userland. An axis that stays over eight times the
-target after that (extreme aspect ratios only) is halved on its own first: OpenCV's slow
-path, but exact.
+smaller side stays at least twice the target, then INTER_LINEAR_EXACT to twice the target
+(a step of at most 2.5x, after which content is smooth), then one more exact 2x2
+average. Every source pixel contributes, so there is no aliasing, and every step is
+bit-exact by design. Plain INTER_LINEAR is not: ``scripts/check-aarch64`` found it
+differing by +-1 between x86 and aarch64 on most frames, although it is fixed point
+too. An axis that stays over eight times the target after that (extreme aspect ratios
+only) is halved on its own first: OpenCV's slow path, but exact.
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ COLOUR_ORDERS: tuple[str, ...] = ("rgb", "bgr")
 #: The model input side in pixels (the article's 64x64x3).
 INPUT_SIZE = 64
 #: Recorded in every model spec; a device refuses a spec that names another method.
-RESIZE_METHOD = "area-pyramid-v2"
+RESIZE_METHOD = "area-pyramid-v3"
 
 
 def resize_area(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -63,7 +61,7 @@ def resize_area(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
         image = cv2.resize(image, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
         h, w = image.shape[:2]
     if (h, w) != (2 * size, 2 * size):
-        image = cv2.resize(image, (2 * size, 2 * size), interpolation=cv2.INTER_LINEAR)
+        image = cv2.resize(image, (2 * size, 2 * size), interpolation=cv2.INTER_LINEAR_EXACT)
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
