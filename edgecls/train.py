@@ -114,7 +114,7 @@ def _epoch_callback(keras: Any, console: Console, epochs: int, steps: int, batch
 
         def on_test_begin(self, logs: Any = None) -> None:
             # validation runs after the last batch: stop the clock for images/s here
-            if self._progress is not None and self._start:
+            if self._start:
                 self.images_per_second.append(steps * batch / (time.perf_counter() - self._start))
                 self._start = 0.0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
     import io
-    from contextlib import redirect_stderr
+    from contextlib import redirect_stderr, redirect_stdout
 
     from edgecls.demo_data import DemoDataOptions, generate
 
@@ -100,7 +101,8 @@ def main() -> None:
             r, a = run_edgecls(data, args.epochs, seed=run)
         ours.append(r)
         acc_ours.append(a)
-        r, a = run_baseline(data, args.epochs, seed=run)
+        with redirect_stdout(sys.stderr):  # flow_from_directory prints "Found N images" on stdout
+            r, a = run_baseline(data, args.epochs, seed=run)
         base.append(r)
         acc_base.append(a)
     later_ours = statistics.median(x for r in ours for x in r[1:])

@@ -44,6 +44,8 @@ def test_training_matters_and_the_defaults_learn(trained_run: Path) -> None:
     assert val[0] < 0.75, "one epoch must not be enough on the built-in data"
     assert max(val) >= 0.82, f"the default 5 epochs should learn the built-in data, got {val}"
     assert hist["best_val_accuracy"] == max(val)
+    # recorded whether or not a terminal shows the progress bar (tests run without one)
+    assert len(hist["images_per_second"]) == 5 and min(hist["images_per_second"]) > 0
 
 
 def test_evaluate_reports_and_writes_json(trained_run: Path, demo_data: Path, tmp_path: Path) -> None:
