@@ -61,7 +61,7 @@ def main(out: Path) -> int:
     if video:
         table.add_row("device run on the camera-like video: frames", f"{video['frames']:.0f}", "edgecls run --jsonl")
         table.add_row("device run: accuracy against the video's truth", f"{video['accuracy']:.2%}", "run.jsonl + truth")
-        table.add_row("device run: frames/s, invoke ms, latency ms (medians)",
+        table.add_row("device run: frames/s (paced at the video's rate), invoke ms, latency ms (medians)",
                       f"{video['fps']:.0f} / {video['invoke_ms']:.3f} / {video['latency_ms']:.1f}", "run.jsonl")
     check = _load(out / "field_check.json")
     if check:
