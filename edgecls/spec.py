@@ -21,15 +21,6 @@ HEADS = ("sigmoid", "softmax")
 
 
 @dataclass(frozen=True)
-class TensorQuant:
-    """Affine quantization of one tensor: real = scale * (q - zero_point); scale 0 means float."""
-
-    dtype: str
-    scale: float = 0.0
-    zero_point: int = 0
-
-
-@dataclass(frozen=True)
 class ModelSpec:
     """What the model expects and produces.
 

@@ -48,6 +48,16 @@ def demo_data_3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], needle: str, code: int = 2) -> None:
+    """Bad input: exit ``code``, no traceback, exactly one line on stderr, naming ``needle``."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0], lines[0]
+    print(lines[0])
+
+
 def run_cli(*args: str, check: bool = False, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed ``edgecls`` command in a subprocess, as a user would."""
     cmd = [sys.executable, "-m", "edgecls", *args]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -106,3 +108,14 @@ class StreamViewer(threading.Thread):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self.join(12)
+
+
+def stop_gracefully(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
+    """SIGTERM a running ``edgecls run`` as systemd would; kill it if it hangs. Returns stderr."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err

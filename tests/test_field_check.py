@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 
 from edgecls.bundle import (
     ARRAY_FILES,
@@ -189,45 +189,36 @@ def test_bundle_round_trip_keeps_tolerances(bundle: Path, tmp_path: Path) -> Non
         assert isinstance(b2.items[0], BundleItem)
 
 
-def _one_line(proc: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert needle in lines[0], lines[0]
-    print(lines[0])
-
-
 def test_bad_bundles(bundle: Path, int8_model: Path, tmp_path: Path) -> None:
     def run(b: Path) -> subprocess.CompletedProcess[str]:
         return run_cli("field", "check", "--model", str(int8_model), "--bundle", str(b))
 
-    _one_line(run(tmp_path / "none"), "does not exist")
+    assert_one_line_error(run(tmp_path / "none"), "does not exist")
     empty = tmp_path / "empty"
     empty.mkdir()
-    _one_line(run(empty), "manifest.json is missing")
+    assert_one_line_error(run(empty), "manifest.json is missing")
     missing = copy_bundle(bundle, tmp_path / "m")
     first = sorted((missing / "images").iterdir())[0]
     first.unlink()
-    _one_line(run(missing), f"incomplete: 1 of {60 + len(ARRAY_FILES)} files missing (images/{first.name})")
+    assert_one_line_error(run(missing), f"incomplete: 1 of {60 + len(ARRAY_FILES)} files missing (images/{first.name})")
     corrupt = copy_bundle(bundle, tmp_path / "c")
     data = bytearray((corrupt / "tensors.npy").read_bytes())
     data[-100] ^= 0xFF
     (corrupt / "tensors.npy").write_bytes(bytes(data))
-    _one_line(run(corrupt), "corrupt: tensors.npy does not match its recorded sha256")
+    assert_one_line_error(run(corrupt), "corrupt: tensors.npy does not match its recorded sha256")
     manifest = copy_bundle(bundle, tmp_path / "j")
     (manifest / MANIFEST).write_text((manifest / MANIFEST).read_text()[:-200])
-    _one_line(run(manifest), "manifest.json is not valid JSON")
+    assert_one_line_error(run(manifest), "manifest.json is not valid JSON")
     truncated = tmp_path / "t.tar"
     truncated.write_bytes(_pack(bundle, ".tar")[:20000])
-    _one_line(run(truncated), "truncated or corrupt")
-    _one_line(run(int8_model), "neither a folder nor a .tar/.zip archive")
+    assert_one_line_error(run(truncated), "truncated or corrupt")
+    assert_one_line_error(run(int8_model), "neither a folder nor a .tar/.zip archive")
 
 
 @pytest.mark.skipif(Path("/usr/lib/x86_64-linux-gnu/libedgetpu.so.1").exists()
                     or Path("/usr/lib/aarch64-linux-gnu/libedgetpu.so.1").exists(), reason="an Edge TPU runtime is installed")
 def test_check_on_the_edgetpu_without_its_runtime(bundle: Path, int8_model: Path) -> None:
-    _one_line(run_cli("field", "check", "--model", str(int8_model), "--bundle", str(bundle), "--edgetpu"),
+    assert_one_line_error(run_cli("field", "check", "--model", str(int8_model), "--bundle", str(bundle), "--edgetpu"),
               "libedgetpu1-std")
 
 
@@ -235,9 +226,9 @@ def test_export_bad_input(trained_run: Path, demo_data: Path, bundle: Path, tmp_
     def export(*args: str) -> subprocess.CompletedProcess[str]:
         return run_cli("field", "export", *args)
 
-    _one_line(export(str(trained_run), "--data", str(demo_data / "test"), "--out", str(bundle)), "exists")
-    _one_line(export(str(trained_run), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "b")), "does not exist")
-    _one_line(export(str(trained_run), "--data", str(demo_data / "test"), "--out", str(tmp_path / "b"),
+    assert_one_line_error(export(str(trained_run), "--data", str(demo_data / "test"), "--out", str(bundle)), "exists")
+    assert_one_line_error(export(str(trained_run), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "b")), "does not exist")
+    assert_one_line_error(export(str(trained_run), "--data", str(demo_data / "test"), "--out", str(tmp_path / "b"),
                      "--model", str(tmp_path / "nope.tflite")), "does not exist")
 
 

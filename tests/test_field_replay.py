@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from device_helpers import MjpegServer, camera_like_frames, needs_ffmpeg, write_video
 
 from edgecls.images import read_image
@@ -108,21 +108,12 @@ def test_a_crash_leaves_only_complete_frames(trained_run: Path, saved: Path, tmp
 def test_frames_folder_of_another_model_is_refused(float32_model: Path, saved: Path, videos: dict[str, Path],
                                                    tmp_path: Path) -> None:
     folder = Path(shutil.copytree(saved, tmp_path / "mixed"))
-    _one_line(record(float32_model, videos["camera"], folder), "holds frames of another model")
-
-
-def _one_line(proc: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert needle in lines[0], lines[0]
-    print(lines[0])
+    assert_one_line_error(record(float32_model, videos["camera"], folder), "holds frames of another model")
 
 
 def test_replay_bad_input(trained_run: Path, saved: Path, tmp_path: Path) -> None:
     def bad(frames: Path, needle: str, run: Path = trained_run) -> None:
-        _one_line(run_cli("field", "replay", str(run), "--frames", str(frames)), needle)
+        assert_one_line_error(run_cli("field", "replay", str(run), "--frames", str(frames)), needle)
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 from device_helpers import MjpegServer, camera_like_frames, free_port, needs_ffmpeg, write_video
-from serve_helpers import StreamViewer, get, raw, status, wait_for
+from serve_helpers import StreamViewer, get, raw, status, stop_gracefully, wait_for
 
 from edgecls.device.model import ModelInfo
 from edgecls.device.results import Frame, FrameStats, LoopStats, Prediction, StageTimings
@@ -318,12 +317,7 @@ def test_run_keeps_classifying_through_bad_clients(int8_model: Path, video: Path
             stalled.close()
             assert proc.poll() is None, "still running"
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                _, err = proc.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, err = proc.communicate()
+            err = stop_gracefully(proc)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "stopped by signal" in err, err
     assert TOKEN not in err, "the token is never logged"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from device_helpers import MjpegServer, camera_like_frames, free_port, needs_ffmpeg, write_video
-from serve_helpers import status, wait_for
+from serve_helpers import status, stop_gracefully, wait_for
 
 CHROMIUM = next((p for p in (os.environ.get("EDGECLS_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium")
                  if p and Path(p).is_file()), None)
@@ -87,12 +86,7 @@ def test_preview_page_in_chromium(int8_model: Path, trained_run: Path, tmp_path:
                     browser.close()  # type: ignore[attr-defined]
             assert proc.poll() is None, "the classifier ran throughout"
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                _, err = proc.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, err = proc.communicate()
+            err = stop_gracefully(proc)
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert shot.stat().st_size > 10_000
     if os.environ.get("EDGECLS_ARTIFACTS"):
