@@ -25,7 +25,7 @@ from .backends import Backend, BackendOptions, open_backend
 from .classify import Classifier, PostOptions
 from .model import ModelInfo, check_against_io, read_model_info
 from .options import RunOptions
-from .reader import DirectReader, FrameReader, LatestFrameReader, ReaderOptions
+from .reader import DirectReader, FrameReader, LatestFrameReader, ReadAheadReader, ReaderOptions
 from .results import FrameStats, LoopStats, StageTimings
 from .sinks import Sink, SinkContext, build_sinks
 from .sources import FrameSource, SourceOptions, SourceSpec, open_source, parse_source
@@ -79,10 +79,14 @@ def open_reader(spec: SourceSpec, source_options: SourceOptions | None = None,
 
 
 def start_reader(first: FrameSource, spec: SourceSpec, source_options: SourceOptions | None = None,
-                 reader_options: ReaderOptions | None = None, *, realtime: bool = False) -> FrameReader:
+                 reader_options: ReaderOptions | None = None, *, realtime: bool = False,
+                 read_ahead: bool = False) -> FrameReader:
     """Wrap an opened source; a live one starts grabbing now and is reopened from ``spec``.
-    ``realtime`` paces a file or folder at its frame rate (live sources pace themselves)."""
+    ``realtime`` paces a file or folder at its frame rate (live sources pace themselves);
+    otherwise ``read_ahead`` decodes it on a thread of its own while frames are classified."""
     if not first.live:
+        if read_ahead and not realtime:
+            return ReadAheadReader(first)
         return DirectReader(first, realtime=realtime)
     pending = [first]
 
@@ -169,7 +173,7 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
         source.close()
         raise
     # Capture starts here: everything a user can get wrong has been checked above.
-    reader = start_reader(source, spec, realtime=options.realtime)
+    reader = start_reader(source, spec, realtime=options.realtime, read_ahead=True)
     log.info("classifying %s with %s on %s (%s)", spec, info.path.name, backend.name, ", ".join(info.labels))
     try:
         with stop_on_signals(stop):

@@ -1,5 +1,10 @@
 """Frame readers: every frame of a file in order, or only the newest frame of a live source.
 
+Files and folders: :class:`ReadAheadReader` decodes the next frames on a thread while the
+loop classifies the current one (a bounded queue, nothing dropped); :class:`DirectReader`
+reads on the loop's thread, for ``--realtime`` pacing and for ``edgecls bench``, whose
+capture figure is the decode itself.
+
 :class:`LatestFrameReader` keeps one slot. A grab thread reads as fast as the camera
 delivers and overwrites the slot; the loop takes whatever is newest, so when inference is
 slower than the camera, stale frames are dropped (and counted), never queued.
@@ -14,6 +19,7 @@ exponential backoff until it answers again. The run never stops because a camera
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -91,6 +97,79 @@ class DirectReader:
 
     def close(self) -> None:
         self.source.close()
+
+
+_END = object()
+
+
+class ReadAheadReader:
+    """Every frame of a file or folder source, in order, decoded ahead on a thread of its own.
+
+    Decoding a 640x480 MJPG frame costs about three times its preprocessing and inference
+    together, so reading on the loop's thread leaves the other cores idle. Here the next
+    frames are decoded while the current one is classified; a queue of ``depth`` frames
+    bounds the memory. Nothing is dropped and the order is kept. ``Frame.ts``/``mono`` are
+    the moment a frame was decoded, so latencies include any wait in the queue.
+    """
+
+    dropped = 0
+    reconnects = 0
+    stalls = 0
+
+    def __init__(self, source: FrameSource, depth: int = 2) -> None:
+        self.source = source
+        self.finished = False
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._decode, name=f"read {source.description}", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _decode(self) -> None:
+        index = 0
+        try:
+            while not self._stop.is_set():
+                image = self.source.read()
+                if image is None:
+                    break
+                if not self._put(Frame(image, self.source.colour, index, time.time(), time.monotonic())):
+                    return
+                index += 1
+        except Exception as err:  # handed to the loop's thread, which raises it there
+            self._put(err)
+            return
+        finally:
+            # Released here, on the thread that reads: never under a read in progress.
+            self.source.close()
+        self._put(_END)
+
+    def next(self, timeout: float) -> Frame | None:
+        if self.finished:
+            return None
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _END:
+            self.finished = True
+            return None
+        if isinstance(item, Exception):
+            self.finished = True
+            raise item
+        assert isinstance(item, Frame)
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
 
 
 @dataclass(frozen=True)

@@ -329,3 +329,74 @@ def test_realtime_paces_a_file_at_its_frame_rate(int8_model: Path, shapes_video:
     span = rows[-1]["ts"] - rows[0]["ts"]
     # a lower bound only: pacing can be late on a busy machine, never early
     assert span >= 0.95 * (len(rows) - 1) / fps, f"{len(rows)} frames in {span:.2f} s at {fps} fps"
+
+
+def test_read_ahead_gives_every_frame_in_order_with_bounded_memory(shapes_video: tuple[Path, list[str]]) -> None:
+    """Files are decoded on a thread of their own while frames are classified: the same
+    frames as a plain read, in order, never more than ``depth`` waiting, released on close."""
+    from edgecls.device.reader import DirectReader, ReadAheadReader
+    from edgecls.device.sources import open_source, parse_source
+
+    video, truth = shapes_video
+    direct = DirectReader(open_source(parse_source(str(video))))
+    want = []
+    while (frame := direct.next(1.0)) is not None:
+        want.append(frame.image)
+    direct.close()
+    assert len(want) == len(truth)
+
+    source = open_source(parse_source(str(video)))
+    reads = 0
+    read = source.read
+
+    def counted() -> np.ndarray | None:
+        nonlocal reads
+        reads += 1
+        return read()
+
+    source.read = counted  # type: ignore[method-assign]
+    reader = ReadAheadReader(source, depth=2)
+    first = reader.next(5.0)
+    assert first is not None and first.index == 0
+    time.sleep(0.3)  # a slow consumer: the decoder must wait, not run ahead
+    assert reads <= 1 + 2 + 1, f"{reads} frames decoded while one was taken (depth 2)"
+    got = [first.image]
+    while (frame := reader.next(5.0)) is not None:
+        assert frame.index == len(got)
+        got.append(frame.image)
+    assert reader.finished
+    assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    reader.close()
+    assert not reader._thread.is_alive()
+    assert not source.cap.isOpened(), "the capture is released once the decoder stops"  # type: ignore[attr-defined]
+
+
+def test_read_ahead_stops_early_and_passes_errors_to_the_loop(shapes_video: tuple[Path, list[str]]) -> None:
+    from edgecls.device.reader import ReadAheadReader
+    from edgecls.device.sources import open_source, parse_source
+
+    video, _ = shapes_video
+    source = open_source(parse_source(str(video)))
+    reader = ReadAheadReader(source)
+    assert reader.next(5.0) is not None
+    reader.close()  # mid-file, with the decoder blocked on a full queue
+    assert not reader._thread.is_alive()
+    assert not source.cap.isOpened()  # type: ignore[attr-defined]
+
+    source = open_source(parse_source(str(video)))
+    read, calls = source.read, [0]
+
+    def failing() -> np.ndarray | None:
+        calls[0] += 1
+        if calls[0] > 3:
+            raise OSError("disk went away")
+        return read()
+
+    source.read = failing  # type: ignore[method-assign]
+    reader = ReadAheadReader(source)
+    frames = [reader.next(5.0) for _ in range(3)]
+    assert all(f is not None for f in frames)
+    with pytest.raises(OSError, match="disk went away"):
+        reader.next(5.0)
+    assert reader.finished and reader.next(0.1) is None
+    reader.close()
