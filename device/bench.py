@@ -22,7 +22,7 @@ from edgecls.errors import DataError
 from .loop import open_classifier, open_reader
 from .options import RunOptions
 from .results import Frame
-from .sources import parse_source
+from .sources import SourceOptions, parse_source
 
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "total")
 
@@ -36,6 +36,8 @@ class BenchOptions:
     num_threads: int = 1
     edgetpu: bool = False
     device: str = "usb:0"
+    #: Asked of a camera source; without a source, the size of the synthetic frame.
+    capture_size: tuple[int, int] = (640, 480)
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,10 @@ def run_bench(options: BenchOptions) -> BenchReport:
         raise DataError(f"--frames must be at least 1 and --warmup at least 0, got {options.frames} and {options.warmup}")
     _, backend, classifier = open_classifier(RunOptions(
         model=options.model, num_threads=options.num_threads, edgetpu=options.edgetpu, device=options.device))
-    reader = open_reader(parse_source(options.source)) if options.source is not None else None
-    image = synthetic_frame()
+    width, height = options.capture_size
+    reader = (open_reader(parse_source(options.source), SourceOptions(width=width, height=height))
+              if options.source is not None else None)
+    image = synthetic_frame(width, height)
     samples = np.zeros((options.frames, len(STAGES)))
     done = 0
     wall_start = 0.0
@@ -112,6 +116,6 @@ def run_bench(options: BenchOptions) -> BenchReport:
     return BenchReport(
         model=str(options.model), backend=backend.name,
         runtime=f"{runtime.name} {runtime.version}" if runtime else "unknown",
-        source=options.source or "synthetic 640x480 frame in memory", frames=done,
+        source=options.source or f"synthetic {width}x{height} frame in memory", frames=done,
         fps=done / wall if wall > 0 else 0.0, stages=stages, delegated_partitions=partitions, ops=ops,
     )

@@ -51,6 +51,8 @@ def run(
     realtime: Annotated[bool, typer.Option(help="Play a video file at its recorded frame rate (a folder at 30 fps), as a camera would.")] = False,
     save_frames: Annotated[Path | None, typer.Option(help="Keep sampled frames here (PNG, model input, prediction) for 'edgecls field replay'.")] = None,
     save_every: Annotated[int, typer.Option(help="With --save-frames: keep every N-th classified frame.")] = 10,
+    capture_size: Annotated[str, typer.Option(
+        metavar="WxH", help="Frame size to ask of a camera or picamera2 (smaller: less to decode and resize).")] = "640x480",
     serve: Annotated[str | None, typer.Option(
         metavar="[HOST:]PORT",
         help="Serve a live preview page, /stream, /status and /metrics (host 127.0.0.1 unless given).")] = None,
@@ -61,9 +63,11 @@ def run(
     """Classify camera frames live (or every frame of a video file or folder)."""
     from .loop import run as run_classifier
     from .options import RunOptions
+    from .sources import parse_capture_size
 
     _setup_logging()
     summary = run_classifier(RunOptions(
+        capture_size=parse_capture_size(capture_size),
         save_frames=save_frames, save_every=save_every,
         model=model, source=source, headless=headless, max_frames=max_frames, jsonl=jsonl, top_k=top_k,
         threshold=threshold, smooth=smooth, num_threads=num_threads, edgetpu=edgetpu, device=device,
@@ -82,13 +86,15 @@ def run(
 @handle_errors
 def bench(
     model: Annotated[Path, typer.Option(help="The .tflite model to measure.")],
-    source: Annotated[str | None, typer.Option(help=SOURCE_HELP + " Default: a synthetic 640x480 frame in memory.")] = None,
+    source: Annotated[str | None, typer.Option(help=SOURCE_HELP + " Default: a synthetic frame in memory (--capture-size, 640x480).")] = None,
     frames: Annotated[int, typer.Option(help="Frames to measure (after warm-up).")] = 500,
     warmup: Annotated[int, typer.Option(help="Frames run first and not counted.")] = 20,
     num_threads: Annotated[int, typer.Option(help="Interpreter threads.")] = 1,
     edgetpu: Annotated[bool, typer.Option(help="Run on a Coral Edge TPU.")] = False,
     device: Annotated[str, typer.Option(help="Which Edge TPU, with --edgetpu.")] = "usb:0",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    capture_size: Annotated[str, typer.Option(
+        metavar="WxH", help="Frame size to ask of a camera; without --source, the synthetic frame's size.")] = "640x480",
 ) -> None:
     """Per-stage latency (median, p99), frames/s and XNNPACK-delegated partitions."""
     from rich.table import Table
@@ -96,9 +102,11 @@ def bench(
     from edgecls.fsutil import atomic_write_json
 
     from .bench import BenchOptions, run_bench
+    from .sources import parse_capture_size
 
     report = run_bench(BenchOptions(model=model, source=source, frames=frames, warmup=warmup,
-                                    num_threads=num_threads, edgetpu=edgetpu, device=device))
+                                    num_threads=num_threads, edgetpu=edgetpu, device=device,
+                                    capture_size=parse_capture_size(capture_size)))
     table = Table(title=f"{model.name} on {report.backend} ({report.runtime}), source {report.source}")
     table.add_column("stage")
     table.add_column("median ms", justify="right")

@@ -165,7 +165,11 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
         raise DataError(f"--max-frames must be at least 1, got {options.max_frames}")
     info, backend, classifier = open_classifier(options)
     spec = parse_source(options.source)
-    source = open_source(spec)
+    width, height = options.capture_size
+    source_options = SourceOptions(width=width, height=height)
+    if options.capture_size != RunOptions.capture_size and spec.kind not in ("camera", "picamera2"):
+        log.info("--capture-size applies to cameras and picamera2; %s is read at its own size", spec)
+    source = open_source(spec, source_options)
     stop = threading.Event()
     try:
         sinks = [*build_sinks(options, SinkContext(info, stop, str(spec))), *extra_sinks]
@@ -173,7 +177,7 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
         source.close()
         raise
     # Capture starts here: everything a user can get wrong has been checked above.
-    reader = start_reader(source, spec, realtime=options.realtime, read_ahead=True)
+    reader = start_reader(source, spec, source_options, realtime=options.realtime, read_ahead=True)
     log.info("classifying %s with %s on %s (%s)", spec, info.path.name, backend.name, ", ".join(info.labels))
     try:
         with stop_on_signals(stop):

@@ -23,6 +23,8 @@ class RunOptions:
     camera would deliver it, instead of as fast as possible.
     save_frames: keep every ``save_every``-th frame here (original PNG, model input .npy,
     prediction .json) for ``edgecls field replay`` (None: off).
+    capture_size: (width, height) asked of a camera or picamera2; smaller frames cost less
+    to transfer, decode and resize (files and folders are read at their own size).
     serve: ``[HOST:]PORT`` for the browser preview, /status and /metrics (None: off; the host
     defaults to 127.0.0.1). serve_token: required on every route when set (else the
     ``EDGECLS_SERVE_TOKEN`` environment variable, if set).
@@ -49,3 +51,4 @@ class RunOptions:
     save_every: int = DEFAULT_SAVE_EVERY
     serve: str | None = None
     serve_token: str | None = None
+    capture_size: tuple[int, int] = (640, 480)

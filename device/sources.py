@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -26,8 +27,10 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from edgecls.errors import SourceError
+from edgecls.errors import DataError, SourceError
 from edgecls.preprocess import ColourOrder
+
+log = logging.getLogger("edgecls.device")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://", "srt://")
@@ -65,6 +68,19 @@ class SourceOptions:
     height: int = 480
     open_timeout_s: float = 3.0
     read_timeout_s: float = 1.5
+
+
+#: The smallest and largest capture side --capture-size accepts.
+CAPTURE_SIDE_RANGE = (16, 8192)
+
+
+def parse_capture_size(text: str) -> tuple[int, int]:
+    """``"320x240"`` -> (320, 240): the frame size asked of a camera or picamera2."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    lo, hi = CAPTURE_SIDE_RANGE
+    if not m or not all(lo <= int(v) <= hi for v in m.groups()):
+        raise DataError(f"--capture-size must be WIDTHxHEIGHT with sides from {lo} to {hi}, e.g. 320x240; got {text!r}")
+    return int(m.group(1)), int(m.group(2))
 
 
 def quiet_opencv() -> None:
@@ -143,6 +159,10 @@ class OpenCVSource:
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, options.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, options.height)
+            got = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            if got != (options.width, options.height):
+                log.info("camera %s delivers %dx%d (asked for %dx%d): it has no such mode",
+                         spec.target, *got, options.width, options.height)
         self.cap = cap
         if spec.kind == "file":
             ok, first = cap.read()

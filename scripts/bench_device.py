@@ -120,8 +120,10 @@ def frame_cost(model: Path, n: int) -> dict[str, float]:
     for _ in range(50):
         bare.invoke()
         classifier.classify(Frame(frames[0], "bgr", 0, 0.0, 0.0))
-    # Interleave the two so machine noise hits both alike.
-    invoke, full, pre = [], [], []
+    # What --capture-size 320x240 hands the loop instead.
+    small = [cv2.resize(f, (320, 240), interpolation=cv2.INTER_AREA) for f in frames]
+    # Interleave them so machine noise hits all alike.
+    invoke, full, pre, full_small = [], [], [], []
     for i in range(n):
         frame = Frame(frames[i % len(frames)], "bgr", i, 0.0, 0.0)
         t0 = time.perf_counter()
@@ -129,10 +131,13 @@ def frame_cost(model: Path, n: int) -> dict[str, float]:
         t1 = time.perf_counter()
         _, prediction, (p, _, _) = classifier.classify(frame)
         t2 = time.perf_counter()
+        classifier.classify(Frame(small[i % len(small)], "bgr", i, 0.0, 0.0))
+        t3 = time.perf_counter()
         assert prediction.label
         invoke.append(t1 - t0)
         full.append(t2 - t1)
         pre.append(p)
+        full_small.append(t3 - t2)
     mads = [float(np.mean(np.abs(to_model_input(f, "bgr").astype(int) - cv2.cvtColor(
         cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB).astype(int)))) for f in frames]
     area_us = median_us(lambda: cv2.resize(frames[0], (64, 64), interpolation=cv2.INTER_AREA), min(n, 500))
@@ -144,6 +149,7 @@ def frame_cost(model: Path, n: int) -> dict[str, float]:
     return {
         "invoke_us": statistics.median(invoke) * 1e6,
         "frame_us": statistics.median(full) * 1e6,
+        "frame_small_us": statistics.median(full_small) * 1e6,
         "preprocess_us": statistics.median(pre) * 1e6,
         "inter_area_us": area_us,
         "half_us": half_us,
@@ -473,6 +479,9 @@ def main() -> None:
           f"640x480x3 frame, plus the invoke | - | {cost['half_us']:.0f} + {cost['invoke_us']:.0f} us = "
           f"**{(cost['half_us'] + cost['invoke_us']) / cost['invoke_us']:.2f}x** before the other resize steps, colour and "
           f"postprocess (a plain copy of the frame: {cost['copy_us']:.0f} us) | - |")
+    print(f"| frame cost from a 320x240 frame (`--capture-size 320x240`: the camera or the Pi's ISP scales) | - | "
+          f"{cost['frame_small_us']:.0f} us = **{cost['frame_small_us'] / cost['invoke_us']:.2f}x** the invoke, "
+          f"{cost['frame_small_us'] / cost['frame_us']:.2f}x the 640x480 frame cost | - |")
     print(f"| resize quality: mean abs. difference from exact INTER_AREA | <= 1.5 grey levels | "
           f"{cost['mad']:.2f} (worst of 16 frames; INTER_AREA itself costs {cost['inter_area_us']:.0f} us) | {verdict(cost['mad'] <= 1.5)} |")
     print(f"| loop overhead: `edgecls run --headless --jsonl`, 640x480 MJPG, {loop['frames']} frames | >= 0.9x bare loop frames/s | "

@@ -250,6 +250,36 @@ def test_picamera2_source_up_to_the_module_boundary(monkeypatch: pytest.MonkeyPa
     assert tensors[0][..., 0].min() == 255 and tensors[0][..., 2].max() == 0, "red stays in channel 0 (RGB)"
 
 
+def test_capture_size_reaches_picamera2_and_bench(monkeypatch: pytest.MonkeyPatch, models: dict[str, Path], tmp_path: Path) -> None:
+    """--capture-size is what picamera2 is asked for (the ISP scales for free), and what
+    `edgecls bench` measures without a source."""
+    import types
+
+    class Sized(_FakePicamera2):
+        def create_video_configuration(self, main: dict, buffer_count: int) -> dict:
+            self.frame = np.zeros((main["size"][1], main["size"][0], 3), np.uint8)
+            return super().create_video_configuration(main, buffer_count)
+
+    fake = types.ModuleType("picamera2")
+    fake.Picamera2 = Sized  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "picamera2", fake)
+    shapes: list[tuple[int, ...]] = []
+
+    class Keep(_Collect):
+        def on_result(self, frame: Frame, tensor: np.ndarray, prediction: Prediction, stats: FrameStats) -> None:
+            shapes.append(frame.image.shape)
+
+    run(RunOptions(model=models["sigmoid_u8"], source="picamera2", headless=True, quiet=True, max_frames=3,
+                   capture_size=(320, 240)), extra_sinks=[Keep([])])
+    assert Sized.asked["main"]["size"] == (320, 240)
+    assert shapes == [(240, 320, 3)] * 3
+
+    out = tmp_path / "bench.json"
+    run_cli("bench", "--model", str(models["sigmoid_u8"]), "--frames", "20", "--warmup", "2",
+            "--capture-size", "320x240", "--json", str(out), check=True)
+    assert json.loads(out.read_text())["source"] == "synthetic 320x240 frame in memory"
+
+
 def test_without_a_display_the_window_falls_back_to_headless(models: dict[str, Path], tmp_path: Path) -> None:
     video = write_video(tmp_path / "v.avi", camera_like_frames(["circle"], 4))
     proc = run_cli("run", "--model", str(models["sigmoid_u8"]), "--source", str(video),

@@ -115,6 +115,8 @@ def test_jsonl_unwritable(where: str, tmp_path: Path, video: Path, models: dict[
 
 @pytest.mark.parametrize(("flag", "value", "needle"), [("--top-k", "0", "--top-k"), ("--threshold", "1.5", "--threshold"),
                                                        ("--smooth", "0", "--smooth"), ("--num-threads", "0", "--num-threads"),
-                                                       ("--max-frames", "0", "--max-frames")])
+                                                       ("--max-frames", "0", "--max-frames"),
+                                                       ("--capture-size", "320", "--capture-size"),
+                                                       ("--capture-size", "8x8", "--capture-size")])
 def test_bad_numbers(flag: str, value: str, needle: str, tmp_path: Path, video: Path, models: dict[str, Path]) -> None:
     expect_one_line(["--model", str(models["sigmoid_u8"]), "--source", str(video), flag, value], needle, tmp_path)
