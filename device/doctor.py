@@ -90,6 +90,15 @@ def check_opencv() -> Check:
     return Check("OpenCV", True, f"{cv2.__version__}, GStreamer {'yes' if gst else 'no (pipelines need python3-opencv from apt)'}")
 
 
+def check_resize() -> Check:
+    from edgecls.preprocess import KERNEL_STATUS
+
+    if KERNEL_STATUS.startswith("C kernel"):
+        return Check("resize", True, KERNEL_STATUS)
+    return Check("resize", False, f"{KERNEL_STATUS}: the same bytes, about 100x slower a frame (optional)",
+                 'sudo apt install gcc, then pip install --force-reinstall --no-deps "edgecls[device]"')
+
+
 def check_model(model: Path, edgetpu: bool = False) -> Check:
     from .loop import open_classifier
     from .options import RunOptions
@@ -112,6 +121,7 @@ def diagnose(model: Path | None = None, device: str = "usb:0") -> DoctorReport:
         Check("board", True, f"{_board()}, Python {sys.version.split()[0]}"),
         check_runtime(),
         check_opencv(),
+        check_resize(),
         check_edgetpu(device),
         check_cameras(),
         check_picamera2(),

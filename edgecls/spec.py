@@ -104,7 +104,7 @@ class ModelSpec:
         if self.resize != RESIZE_METHOD:
             raise SpecError(
                 f"{source}: resize method {self.resize!r} is not this edgecls's {RESIZE_METHOD!r}: "
-                "use the edgecls version the model was trained with"
+                "train it again with this edgecls, or run it with the edgecls it was trained with"
             )
 
 

@@ -192,6 +192,7 @@ def test_bench_counts_xnnpack_partitions(int8_model: Path, tmp_path: Path) -> No
 def test_doctor_reports_what_is_missing(int8_model: Path) -> None:
     proc = run_cli("doctor", "--model", str(int8_model), check=True)
     assert "interpreter: ai-edge-litert" in proc.stdout
+    assert "resize: C kernel" in proc.stdout
     assert "libedgetpu1-std" in proc.stdout
     assert "picamera2" in proc.stdout and "--system-site-packages" in proc.stdout
     assert "1 delegated partition" in proc.stdout

@@ -18,7 +18,7 @@ def test_run_folder_is_complete(trained_run: Path) -> None:
     assert (trained_run / "labels.txt").read_text() == "circle\ncross\n"
     spec = json.loads((trained_run / "spec.json").read_text())
     assert spec["labels"] == ["circle", "cross"] and spec["head"] == "sigmoid"
-    assert spec["input_size"] == 64 and spec["colour_order"] == "rgb" and spec["resize"] == "area-pyramid-v3"
+    assert spec["input_size"] == 64 and spec["colour_order"] == "rgb" and spec["resize"] == "area-exact-v4"
     assert Path(spec["train_dir"]).is_dir()
     assert not list(trained_run.parent.glob(".run.*.tmp")), "the staging folder must be gone"
 

@@ -78,10 +78,11 @@ def cmd_info(out: Path) -> int:
     return 0
 
 
-def _naive_area(image: np.ndarray, size: int = 64) -> np.ndarray:
+def _naive_area(image: np.ndarray, size: int = 64, *, swap_rb: bool = False) -> np.ndarray:
     import cv2
 
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(np.ascontiguousarray(image[:, :, :3]), (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(out[:, :, ::-1]) if swap_rb else out
 
 
 def cmd_preprocess(inputs: Path, out: Path, inject: str | None) -> int:

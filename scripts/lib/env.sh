@@ -1,5 +1,6 @@
 # Shared by scripts/*: create or reuse .venv at the repository root and install the project.
-# Idempotent: a stamp holding a hash of pyproject.toml and the extras skips pip when nothing changed.
+# Idempotent: a stamp holding a hash of what the install builds from and the extras skips pip
+# when nothing changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${EDGECLS_VENV:-$ROOT/.venv}"
@@ -16,7 +17,8 @@ pick_python() {
 ensure_venv() {  # ensure_venv EXTRAS (comma-separated, e.g. host,device,dev)
   local extras="$1"
   local want
-  want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)-$extras"
+  # setup.py and the C kernel too: the editable install compiles edgecls/_area.c in place.
+  want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/edgecls/_area.c" | sha256sum | cut -c1-16)-$extras"
   if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.edgecls-stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
