@@ -80,17 +80,36 @@ class Classifier:
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         return self.backend.invoke(self._encode(tensor))
 
+    def probabilities(self, raw: np.ndarray) -> list[float]:
+        """One probability per label, as plain floats.
+
+        A model's output is a handful of values, where numpy's per-call cost outweighs
+        the arithmetic: the common single-frame case is plain Python, the same float64
+        arithmetic as :func:`dequantize` and :func:`edgecls.heads.probabilities`.
+        """
+        info = self.backend.output
+        if self.options.smooth > 1 or raw.size > 64:
+            probs = probabilities(dequantize(raw, info)[0], self.model.head or "softmax")
+            if self.options.smooth > 1:
+                self._recent.append(probs)
+                probs = np.mean(self._recent, axis=0)
+            return probs.tolist()  # type: ignore[no-any-return]
+        values: list[float] = raw.ravel().tolist()
+        if info.scale != 0.0 and raw.dtype != np.float32:
+            zero, scale = info.zero_point, info.scale
+            values = [(v - zero) * scale for v in values]
+        if self.model.head == "sigmoid":
+            p = min(max(float(values[0]), 0.0), 1.0)
+            return [1.0 - p, p]
+        return [float(v) for v in values]
+
     def postprocess(self, raw: np.ndarray) -> Prediction:
-        probs = probabilities(dequantize(raw, self.backend.output)[0], self.model.head or "softmax")
-        if self.options.smooth > 1:
-            self._recent.append(probs)
-            probs = np.mean(self._recent, axis=0)
+        values = self.probabilities(raw)
         labels = self.model.labels
-        values: list[float] = probs.tolist()  # plain floats: cheaper than numpy scalars per frame
         if self.options.top_k == 1:
-            order = [int(np.argmax(probs))]  # ties go to the lower index, as heads.top1
+            order = [max(range(len(values)), key=values.__getitem__)]  # ties go to the lower index, as heads.top1
         else:
-            order = np.argsort(-probs, kind="stable")[: min(self.options.top_k, len(labels))].tolist()
+            order = np.argsort(-np.asarray(values), kind="stable")[: min(self.options.top_k, len(labels))].tolist()
         best = order[0]
         score = values[best]
         top = tuple((labels[i], values[i]) for i in order)
