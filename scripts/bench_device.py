@@ -494,7 +494,7 @@ def main() -> None:
           f"{cost['frame_small_us']:.0f} us = **{cost['frame_small_us'] / cost['invoke_us']:.2f}x** the invoke, "
           f"{cost['frame_small_us'] / cost['frame_us']:.2f}x the 640x480 frame cost | - |")
     print(f"| resize quality: mean abs. difference from exact INTER_AREA | <= 1.5 grey levels | "
-          f"{cost['mad']:.2f} (worst of 16 frames; INTER_AREA itself costs {cost['inter_area_us']:.0f} us) | {verdict(cost['mad'] <= 1.5)} |")
+          f"{cost['mad']:.3f} (worst of 16 frames; INTER_AREA itself costs {cost['inter_area_us']:.0f} us) | {verdict(cost['mad'] <= 1.5)} |")
     print(f"| loop overhead: `edgecls run --headless --jsonl`, 640x480 MJPG, {loop['frames']} frames | >= 0.9x bare loop frames/s | "
           f"{loop['run_fps']:.0f} vs {loop['bare_fps']:.0f} frames/s: **{loop_ratio:.2f}x** (median of {counts['rounds']} alternating rounds, "
           f"range {loop['ratio_min']:.2f}-{loop['ratio_max']:.2f}; the file is decoded on its own thread while frames are classified); "

@@ -160,6 +160,7 @@ def versions(info: dict[str, Any] | None) -> dict[str, str]:
         "numpy": str(v.get("numpy")),
         "OpenCV": str(v.get("opencv-python-headless")),
         "edgecls": str(v.get("edgecls")),
+        "resize": str(info.get("resize", "-")),
     }
 
 
@@ -196,6 +197,10 @@ def main() -> int:
         # Reported, not failed: the FFV1 rows prove edgecls given the same frames.
         mjpeg = Row(mjpeg.check, NOTE, f"{mjpeg.detail}: FFmpeg's decoder, not edgecls (see the FFV1 rows)")
     rows.append(mjpeg)
+    if (D / "preprocess-twin.npz").is_file():
+        # The device ran the C kernel above; its numpy twin (EDGECLS_NATIVE=0) must agree too.
+        rows.append(compare_tensors(pre_h, D / "preprocess-twin.npz", "preprocess: numpy twin, all of the above",
+                                    ("arrays/", "images/", "video-ffv1.avi/")))
     backend = (_load(D / "infer.json") or {}).get("backend", "?")
     infer = compare_tensors(H / "infer.npz", D / "infer.npz", "int8 model on the host's tensors", ("",))
     cross_kernels = False
@@ -226,7 +231,7 @@ def main() -> int:
              + (f", QEMU_CPU={dinfo.get('qemu_cpu')}" if dinfo else "")]
     lines += [f"  {k}: {v}" for k, v in meta.items()]
     lines.append(f"  {'':10} {'host (x86_64)':38} device (emulated aarch64)")
-    for key in ("Python", "runtime", "numpy", "OpenCV", "edgecls"):
+    for key in ("Python", "runtime", "numpy", "OpenCV", "edgecls", "resize"):
         lines.append(f"  {key:10} {hv.get(key, '-'):38} {dv.get(key, '-')}")
     lines.append(f"  {'check':{width}}  result   detail")
     lines += [f"  {r.check:{width}}  {r.result:7}  {r.detail}" for r in rows]

@@ -69,6 +69,7 @@ def cmd_info(out: Path) -> int:
         "libc": "-".join(platform.libc_ver()),
         "qemu_cpu": os.environ.get("QEMU_CPU"),
         "edgecls_file": edgecls.__file__,
+        "resize": edgecls.preprocess.KERNEL_STATUS.split(" (")[0],
         "versions": {d: _version(d) for d in DISTRIBUTIONS},
         "imported": imported,
         "import_failures": failed,
