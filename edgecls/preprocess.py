@@ -90,7 +90,7 @@ def _address(array: np.ndarray) -> int:
     """The address of an array's first byte: 0.2 us through the buffer protocol, where
     ``array.ctypes.data`` costs 0.8 (a frame's budget is tens of microseconds)."""
     try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))  # type: ignore[arg-type]  # ndarray is a buffer
     except (TypeError, ValueError, BufferError):  # read-only or row-strided: the slow way
         return int(array.ctypes.data)
 
