@@ -204,3 +204,15 @@ def test_tf_data_pipeline_carries_the_same_values(tmp_path: Path) -> None:
     x = np.stack([to_model_input(_natural(480, 640, seed=s), "bgr") for s in range(3)])
     batch, _ = next(iter(eval_dataset(x, np.zeros(3))))
     assert np.array_equal(batch.numpy(), x.astype(np.float32))
+
+
+def test_a_model_made_with_another_resize_is_refused() -> None:
+    """Models record the resize they were trained with; running one through another would
+    feed the network inputs it never saw, so the spec refuses it in one line."""
+    from edgecls.errors import SpecError
+    from edgecls.spec import ModelSpec
+
+    data = {"labels": ["a", "b"], "head": "sigmoid", "resize": "area-pyramid-v3"}
+    with pytest.raises(SpecError, match=r"'area-pyramid-v3' is not this edgecls's 'area-exact-v4': train it again"):
+        ModelSpec.from_dict(data, "old/spec.json")
+    assert ModelSpec.from_dict({**data, "resize": preprocess.RESIZE_METHOD}).resize == "area-exact-v4"
