@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+/* AVX2 and baseline copies, picked at load time by glibc's ifunc (musl has none). */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__)
 #define EDGECLS_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define EDGECLS_CLONES
