@@ -96,7 +96,7 @@ def check_resize() -> Check:
     if KERNEL_STATUS.startswith("C kernel"):
         return Check("resize", True, KERNEL_STATUS)
     return Check("resize", False, f"{KERNEL_STATUS}: the same bytes, about 100x slower a frame (optional)",
-                 'sudo apt install gcc, then pip install --force-reinstall --no-deps "edgecls[device]"')
+                 'sudo apt install gcc, then reinstall edgecls from its checkout: pip install --force-reinstall --no-deps .')
 
 
 def check_model(model: Path, edgetpu: bool = False) -> Check:
