@@ -61,6 +61,31 @@ def dequantize(raw: np.ndarray, info: TensorInfo) -> np.ndarray:
     return (raw.astype(np.float64) - info.zero_point) * info.scale
 
 
+def make_output_decoder(info: TensorInfo, head: str) -> Callable[[np.ndarray], list[float]]:
+    """A function raw output tensor -> one probability per label, as plain floats.
+
+    The same float64 arithmetic as :func:`dequantize` and
+    :func:`edgecls.heads.probabilities`. A head has a handful of values, where numpy's
+    per-call cost outweighs the arithmetic, so they are decoded in plain Python; a large
+    output keeps numpy. Everything that does not change per frame is settled here.
+    """
+    if int(np.prod(info.shape)) > 64:
+        return lambda raw: probabilities(dequantize(raw, info)[0], head).tolist()  # type: ignore[no-any-return]
+    quantized = info.scale != 0.0 and info.dtype != np.float32
+    zero, scale = info.zero_point, info.scale
+
+    def values(raw: np.ndarray) -> list[float]:
+        plain: list[float] = raw.ravel().tolist()
+        return [(v - zero) * scale for v in plain] if quantized else plain
+
+    if head == "sigmoid":
+        def sigmoid(raw: np.ndarray) -> list[float]:
+            p = min(max(float(values(raw)[0]), 0.0), 1.0)
+            return [1.0 - p, p]
+        return sigmoid
+    return lambda raw: [float(v) for v in values(raw)]
+
+
 class Classifier:
     """Runs one frame through preprocess -> backend -> postprocess, timing each stage."""
 
@@ -72,7 +97,8 @@ class Classifier:
         self.options = options
         self.size = backend.input.shape[1]
         self._encode = make_input_encoder(backend.input)
-        self._recent: deque[np.ndarray] = deque(maxlen=options.smooth)
+        self._decode = make_output_decoder(backend.output, model.head)
+        self._recent: deque[list[float]] = deque(maxlen=options.smooth)
 
     def preprocess(self, frame: Frame) -> np.ndarray:
         return to_model_input(frame.image, frame.colour, self.size)
@@ -81,27 +107,12 @@ class Classifier:
         return self.backend.invoke(self._encode(tensor))
 
     def probabilities(self, raw: np.ndarray) -> list[float]:
-        """One probability per label, as plain floats.
-
-        A model's output is a handful of values, where numpy's per-call cost outweighs
-        the arithmetic: the common single-frame case is plain Python, the same float64
-        arithmetic as :func:`dequantize` and :func:`edgecls.heads.probabilities`.
-        """
-        info = self.backend.output
-        if self.options.smooth > 1 or raw.size > 64:
-            probs = probabilities(dequantize(raw, info)[0], self.model.head or "softmax")
-            if self.options.smooth > 1:
-                self._recent.append(probs)
-                probs = np.mean(self._recent, axis=0)
-            return probs.tolist()  # type: ignore[no-any-return]
-        values: list[float] = raw.ravel().tolist()
-        if info.scale != 0.0 and raw.dtype != np.float32:
-            zero, scale = info.zero_point, info.scale
-            values = [(v - zero) * scale for v in values]
-        if self.model.head == "sigmoid":
-            p = min(max(float(values[0]), 0.0), 1.0)
-            return [1.0 - p, p]
-        return [float(v) for v in values]
+        """One probability per label, averaged over the last ``smooth`` frames."""
+        probs = self._decode(raw)
+        if self.options.smooth > 1:
+            self._recent.append(probs)
+            probs = np.mean(self._recent, axis=0).tolist()
+        return probs
 
     def postprocess(self, raw: np.ndarray) -> Prediction:
         values = self.probabilities(raw)
