@@ -20,7 +20,7 @@ import numpy as np
 from edgecls.errors import DataError
 
 from .loop import open_classifier, open_reader
-from .options import RunOptions
+from .options import DEFAULT_CAPTURE_SIZE, RunOptions
 from .results import Frame
 from .sources import SourceOptions, parse_source
 
@@ -37,7 +37,7 @@ class BenchOptions:
     edgetpu: bool = False
     device: str = "usb:0"
     #: Asked of a camera source; without a source, the size of the synthetic frame.
-    capture_size: tuple[int, int] = (640, 480)
+    capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ import typer
 from edgecls.cli import app, err_console, handle_errors, out_console
 
 from . import field_cli  # noqa: F401  (registers 'edgecls field' and 'field check')
+from .options import DEFAULT_CAPTURE_SIZE
 
+CAPTURE_SIZE = "{}x{}".format(*DEFAULT_CAPTURE_SIZE)
 SOURCE_HELP = "Camera index, /dev/videoN, video file, folder of images, RTSP/HTTP URL, GStreamer pipeline, or 'picamera2'."
 
 
@@ -52,7 +54,7 @@ def run(
     save_frames: Annotated[Path | None, typer.Option(help="Keep sampled frames here (PNG, model input, prediction) for 'edgecls field replay'.")] = None,
     save_every: Annotated[int, typer.Option(help="With --save-frames: keep every N-th classified frame.")] = 10,
     capture_size: Annotated[str, typer.Option(
-        metavar="WxH", help="Frame size to ask of a camera or picamera2 (smaller: less to decode and resize).")] = "640x480",
+        metavar="WxH", help="Frame size to ask of a camera or picamera2 (smaller: less to decode and resize).")] = CAPTURE_SIZE,
     serve: Annotated[str | None, typer.Option(
         metavar="[HOST:]PORT",
         help="Serve a live preview page, /stream, /status and /metrics (host 127.0.0.1 unless given).")] = None,
@@ -86,7 +88,7 @@ def run(
 @handle_errors
 def bench(
     model: Annotated[Path, typer.Option(help="The .tflite model to measure.")],
-    source: Annotated[str | None, typer.Option(help=SOURCE_HELP + " Default: a synthetic frame in memory (--capture-size, 640x480).")] = None,
+    source: Annotated[str | None, typer.Option(help=SOURCE_HELP + f" Default: a synthetic frame in memory (--capture-size, {CAPTURE_SIZE}).")] = None,
     frames: Annotated[int, typer.Option(help="Frames to measure (after warm-up).")] = 500,
     warmup: Annotated[int, typer.Option(help="Frames run first and not counted.")] = 20,
     num_threads: Annotated[int, typer.Option(help="Interpreter threads.")] = 1,
@@ -94,7 +96,7 @@ def bench(
     device: Annotated[str, typer.Option(help="Which Edge TPU, with --edgetpu.")] = "usb:0",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
     capture_size: Annotated[str, typer.Option(
-        metavar="WxH", help="Frame size to ask of a camera; without --source, the synthetic frame's size.")] = "640x480",
+        metavar="WxH", help="Frame size to ask of a camera; without --source, the synthetic frame's size.")] = CAPTURE_SIZE,
 ) -> None:
     """Per-stage latency (median, p99), frames/s and XNNPACK-delegated partitions."""
     from rich.table import Table

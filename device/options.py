@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The (width, height) asked of a camera unless --capture-size says otherwise.
+DEFAULT_CAPTURE_SIZE = (640, 480)
 #: With --save-frames: one frame in ten (3 a second from a 30 fps camera).
 DEFAULT_SAVE_EVERY = 10
 
@@ -51,4 +53,4 @@ class RunOptions:
     save_every: int = DEFAULT_SAVE_EVERY
     serve: str | None = None
     serve_token: str | None = None
-    capture_size: tuple[int, int] = (640, 480)
+    capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE

@@ -30,6 +30,8 @@ import numpy as np
 from edgecls.errors import DataError, SourceError
 from edgecls.preprocess import ColourOrder
 
+from .options import DEFAULT_CAPTURE_SIZE
+
 log = logging.getLogger("edgecls.device")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -64,8 +66,8 @@ class SourceOptions:
     """width/height: requested capture size for cameras (the camera may pick the nearest).
     open_timeout_s / read_timeout_s: give up on a stream that does not answer."""
 
-    width: int = 640
-    height: int = 480
+    width: int = DEFAULT_CAPTURE_SIZE[0]
+    height: int = DEFAULT_CAPTURE_SIZE[1]
     open_timeout_s: float = 3.0
     read_timeout_s: float = 1.5
 
