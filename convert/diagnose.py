@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from edgecls.model import SPEC_FILE, load_keras_model
+from edgecls.quiet import captured
 from edgecls.spec import load_spec
 
 from .export import DEFAULT_CALIBRATION, calibration_images, static_twin
-from .quiet import captured
 
 #: Pure rounding error of a uniform quantizer, in steps: 1/sqrt(12).
 ROUNDING_RMSE_STEPS = 1.0 / math.sqrt(12.0)

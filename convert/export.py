@@ -12,7 +12,6 @@ has been loaded back; the write itself is atomic.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,12 @@ from edgecls.folders import check_classes_match, load_items, scan_folder, strati
 from edgecls.fsutil import atomic_write_bytes
 from edgecls.labels import labels_text, write_labels
 from edgecls.model import MODEL_FILE, SPEC_FILE, build_model, import_keras, load_keras_model
+from edgecls.model import import_tensorflow_quietly as import_tensorflow_quietly  # callers' name
+from edgecls.quiet import captured
 from edgecls.spec import ModelSpec, load_spec
 
 from .graph import read_graph
 from .metadata import append_files, build_model_metadata, insert_metadata
-from .quiet import captured
 from .runner import io_info, litert_interpreter
 
 MODES = ("int8", "float16", "dynamic", "float32")
@@ -98,17 +98,6 @@ def check_run_dir(run_dir: Path) -> None:
         raise ModelError(f"{run_dir} has no {MODEL_FILE}: it is not an edgecls run folder; train with 'edgecls train'")
 
 
-def import_tensorflow_quietly() -> None:
-    """Import Keras and TensorFlow with their load-time C++ log lines (oneDNN, absl) silenced.
-
-    Those lines ignore TF_CPP_MIN_LOG_LEVEL and would break the one-line error contract.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    with captured():
-        import_keras()
-
-
 def calibration_images(spec: ModelSpec, data_dir: Path | None, count: int, seed: int = 0) -> np.ndarray:
     """About ``count`` preprocessed images, stratified over classes, spanning pixel values 0..255."""
     folder = Path(data_dir) if data_dir is not None else (Path(spec.train_dir) if spec.train_dir else None)
@@ -140,17 +129,28 @@ def calibration_images(spec: ModelSpec, data_dir: Path | None, count: int, seed:
 
 
 def static_twin(model: Any, spec: ModelSpec) -> Any:
-    """The batch-1 copy of the trained model, with its weights."""
+    """The batch-1 copy of the trained model, with its weights.
+
+    A sigmoid head (one unit, p of the second label) is exported as two outputs [1 - p, p]:
+    one score per label is what standard clients (MediaPipe's ImageClassifier,
+    tflite-support) require of a label map, and edgecls reads both forms.
+    """
     n = len(spec.labels)
     twin = build_model(n, spec.input_size, batch_size=1)
     try:
         twin.set_weights(model.get_weights())
     except ValueError as err:
         raise ModelError(f"the run's model.keras is not edgecls's CNN for {n} labels ({err}): re-run 'edgecls train'") from err
+    if spec.head == "sigmoid":
+        keras = import_keras()
+        p = twin.outputs[0]
+        twin = keras.Model(twin.inputs, keras.layers.Concatenate(name="probabilities")([1.0 - p, p]))
     return twin
 
 
-def _convert(twin: Any, mode: str, io_dtype: str, samples: np.ndarray | None) -> bytes:
+def tflite_bytes(twin: Any, mode: str, io_dtype: str = "uint8", samples: np.ndarray | None = None) -> bytes:
+    """The one TFLite conversion recipe (float32, float16, dynamic, full int8 calibrated on
+    ``samples``, raw uint8 pixels); scripts and tests convert with it too."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(twin)
@@ -201,7 +201,7 @@ def convert_run(
     samples = calibration_images(spec, data_dir, calibration) if mode == "int8" else None
     import_tensorflow_quietly()
     twin = static_twin(load_keras_model(run_dir), spec)
-    flat = _convert(twin, mode, io_dtype, samples)
+    flat = tflite_bytes(twin, mode, io_dtype, samples)
 
     interp = litert_interpreter(flat)
     ops = tuple(op.name for op in read_graph(flat))
@@ -222,18 +222,5 @@ def convert_run(
                         0 if samples is None else len(samples), spec)
 
 
-def export_tflite(
-    run_dir: Path,
-    mode: str = "int8",
-    out: Path | None = None,
-    *,
-    io_dtype: str = "uint8",
-    calibration: int = DEFAULT_CALIBRATION,
-    data_dir: Path | None = None,
-) -> Path:
-    """Convert RUN_DIR/model.keras to RUN_DIR/model_<mode>.tflite (or ``out``); return its path."""
-    return convert_run(run_dir, mode, out, io_dtype=io_dtype, calibration=calibration, data_dir=data_dir).path
-
-
 __all__ = ["DEFAULT_CALIBRATION", "DYNAMIC_RUNTIME_NOTE", "IO_DTYPES", "MODES", "ExportResult",
-           "convert_run", "export_tflite"]
+           "convert_run", "tflite_bytes"]

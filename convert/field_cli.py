@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from edgecls.cli import err_console, handle_errors, out_console
-from edgecls.device.field_cli import field_app
+from edgecls.cli import err_console, field_app, handle_errors, out_console
 
 from .field_export import DEFAULT_COUNT
 

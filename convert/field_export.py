@@ -118,7 +118,6 @@ def field_export(run_dir: Path, data_dir: Path, out: Path, *, model: Path | None
     # (tflite-runtime 2.14): XNNPACK's int8 kernels round a few outputs differently
     builtin = TFLiteModel(model_path, spec.head, len(spec.labels), builtin_kernels=True)
     raw_builtin = np.stack([builtin.raw(t).reshape(-1) for t in tensors])
-    dequant = np.stack([tflite.dequantize_output(r) for r in raw])
     int8_probs = tflite.predict(tensors)
     agreement = float(np.mean(top1(int8_probs) == top1(probs[idx])))
     items, images = [], []
@@ -139,7 +138,7 @@ def field_export(run_dir: Path, data_dir: Path, out: Path, *, model: Path | None
                            items=items, images=images, host=host,
                            tolerances={**DEFAULT_TOLERANCES, "min_top1_agreement": agreement_tolerance(agreement)},
                            arrays={"tensors": tensors, "float_probs": probs[idx].astype(np.float64),
-                                   "int8_raw": raw, "int8_dequant": dequant, "int8_raw_builtin": raw_builtin})
+                                   "int8_raw": raw, "int8_raw_builtin": raw_builtin})
     size = sum(p.stat().st_size for p in written.rglob("*") if p.is_file()) if written.is_dir() else written.stat().st_size
     per_class = {label: int(np.sum(data.y[idx] == c)) for c, label in enumerate(spec.labels)}
     return FieldExportResult(written, len(idx), per_class, int(is_boundary.sum()), model_path, sha, tpu_sha,

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from edgecls.device.frames import FRAME_NAME, FRAMES_FORMAT, SESSION_FILE
 from edgecls.errors import DataError
 from edgecls.evaluate import keras_probabilities
 from edgecls.folders import load_items, scan_folder, stratified_sample
+from edgecls.frameset import FRAME_NAME, FRAMES_FORMAT, SESSION_FILE
 from edgecls.heads import top1
 from edgecls.images import read_image
 from edgecls.model import SPEC_FILE, load_keras_model

@@ -11,41 +11,32 @@ write both so that generic tools and our own device both understand the artifact
    lists them, and :func:`edgecls.artifact.read_embedded` reads them without TensorFlow.
 
 The builder below follows the field order (vtable slots) of the public schema; the
-reader at the end exists so the tests can check what we wrote.
+reader is :mod:`edgecls.tflite_metadata` (the device reads the normalisation with it).
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
 
 import flatbuffers
 import numpy as np
-from flatbuffers import number_types as N
-from flatbuffers.table import Table
 
 from edgecls.artifact import EMBEDDED_LABELS, EMBEDDED_SPEC
 from edgecls.spec import ModelSpec
 
-METADATA_NAME = "TFLITE_METADATA"
-METADATA_IDENTIFIER = b"M001"
-MIN_PARSER_VERSION = "1.0.0"
-
-# metadata_schema.fbs enums
-_TENSOR_AXIS_LABELS = 2
-_DESCRIPTIONS = 1
-_COLOR_RGB = 1
-_CONTENT_FEATURE, _CONTENT_IMAGE = 1, 2
-_PROCESS_NORMALIZATION = 1
-
-# vtable slots (field index in declaration order) of the tables we write
-_MODEL = {"name": 0, "description": 1, "version": 2, "subgraph_metadata": 3, "author": 4,
-          "license": 5, "associated_files": 6, "min_parser_version": 7}
-_SUBGRAPH = {"name": 0, "description": 1, "input_tensor_metadata": 2, "output_tensor_metadata": 3}
-_TENSOR = {"name": 0, "description": 1, "content": 3, "process_units": 4, "stats": 5,
-           "associated_files": 6}
-_FILE = {"name": 0, "description": 1, "type": 2}
+# the schema's enums and vtable slots, shared with the reader
+from edgecls.tflite_metadata import COLOR_RGB as _COLOR_RGB
+from edgecls.tflite_metadata import CONTENT_FEATURE as _CONTENT_FEATURE
+from edgecls.tflite_metadata import CONTENT_IMAGE as _CONTENT_IMAGE
+from edgecls.tflite_metadata import DESCRIPTIONS as _DESCRIPTIONS
+from edgecls.tflite_metadata import FILE_SLOTS as _FILE
+from edgecls.tflite_metadata import METADATA_IDENTIFIER, METADATA_NAME, MIN_PARSER_VERSION
+from edgecls.tflite_metadata import MODEL_SLOTS as _MODEL
+from edgecls.tflite_metadata import PROCESS_NORMALIZATION as _PROCESS_NORMALIZATION
+from edgecls.tflite_metadata import SUBGRAPH_SLOTS as _SUBGRAPH
+from edgecls.tflite_metadata import TENSOR_AXIS_LABELS as _TENSOR_AXIS_LABELS
+from edgecls.tflite_metadata import TENSOR_SLOTS as _TENSOR
 
 
 def _offsets(b: flatbuffers.Builder, items: list[int]) -> int:
@@ -122,10 +113,13 @@ def _tensor(b: flatbuffers.Builder, *, name: str, description: str, content: int
     return b.EndObject()
 
 
-def build_model_metadata(spec: ModelSpec, *, name: str, version: str) -> bytes:
-    """The ModelMetadata flatbuffer for an edgecls classifier."""
+def build_model_metadata(spec: ModelSpec, *, name: str, version: str,
+                         normalization: tuple[float, float] = (0.0, 1.0)) -> bytes:
+    """The ModelMetadata flatbuffer for an edgecls classifier. ``normalization`` (mean, std)
+    is the identity for edgecls models; another value describes a model that expects
+    ``(pixel - mean) / std``, as Model Maker writes it (the tests make such models)."""
     b = flatbuffers.Builder(1024)
-    head = ("sigmoid: one value, the probability of the second label" if spec.head == "sigmoid"
+    head = ("sigmoid, exported as two values [1 - p, p]: one probability per label" if spec.head == "sigmoid"
             else "softmax: one probability per label")
     # Input: raw RGB pixels 0..255; the 1/255 rescaling is inside the graph, so the
     # out-of-graph normalisation is the identity (mean 0, std 1).
@@ -134,7 +128,7 @@ def build_model_metadata(spec: ModelSpec, *, name: str, version: str) -> bytes:
         description=(f"{spec.input_size}x{spec.input_size} RGB, raw pixel values 0..255, resized with "
                      f"edgecls {spec.resize}; read the quantization from the tensor"),
         content=_content(b, spec.input_size), stats=_stats(b, 0.0, 255.0),
-        process_units=_normalization(b, 0.0, 1.0),
+        process_units=_normalization(b, *normalization),
     )
     labels = _offsets(b, [_associated_file(b, EMBEDDED_LABELS, "class labels, one a line",
                                            _TENSOR_AXIS_LABELS)])
@@ -189,77 +183,3 @@ def append_files(model_bytes: bytes, files: dict[str, bytes]) -> bytes:
             info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible bytes
             zf.writestr(info, data)
     return stream.getvalue()
-
-
-# ----- reading back (tests and `edgecls convert` self-checks) -----
-
-@dataclass(frozen=True)
-class MetadataSummary:
-    """What a metadata reader sees: model name and the output tensor's label file."""
-
-    name: str
-    min_parser_version: str
-    input_name: str
-    input_image_size: int | None
-    output_name: str
-    output_label_files: tuple[tuple[str, int], ...]
-    model_files: tuple[str, ...]
-
-
-def find_metadata(model_bytes: bytes) -> bytes | None:
-    """The TFLITE_METADATA buffer of a model, or None."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(model_bytes, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry is not None and _name(entry.Name()) == METADATA_NAME:
-            buf = model.Buffers(entry.Buffer())
-            return bytes(buf.DataAsNumpy().tobytes()) if buf is not None else None
-    return None
-
-
-def _field(t: Table, slot: int) -> int:
-    return int(t.Offset(4 + 2 * slot))
-
-
-def _str(t: Table, slot: int) -> str:
-    off = _field(t, slot)
-    return t.String(off + t.Pos).decode() if off else ""
-
-
-def _sub(t: Table, slot: int) -> Table | None:
-    off = _field(t, slot)
-    return Table(t.Bytes, t.Indirect(off + t.Pos)) if off else None
-
-
-def _vec(t: Table, slot: int) -> list[Table]:
-    off = _field(t, slot)
-    if not off:
-        return []
-    start, n = t.Vector(off), t.VectorLen(off)
-    return [Table(t.Bytes, t.Indirect(start + 4 * i)) for i in range(n)]
-
-
-def read_metadata(buf: bytes) -> MetadataSummary:
-    """Parse the fields we write, following the schema's slots (a minimal reader)."""
-    if buf[4:8] != METADATA_IDENTIFIER:
-        raise ValueError("not a TFLite ModelMetadata flatbuffer (no M001 identifier)")
-    root = Table(bytearray(buf), N.UOffsetTFlags.py_type(flatbuffers.encode.Get(N.UOffsetTFlags.packer_type, buf, 0)))
-    subgraph = _vec(root, _MODEL["subgraph_metadata"])[0]
-    inp = _vec(subgraph, _SUBGRAPH["input_tensor_metadata"])[0]
-    out = _vec(subgraph, _SUBGRAPH["output_tensor_metadata"])[0]
-    size = None
-    content = _sub(inp, _TENSOR["content"])
-    if content is not None and content.GetSlot(4, 0, N.Uint8Flags) == _CONTENT_IMAGE:
-        props = _sub(content, 1)
-        dims = _sub(props, 1) if props is not None else None
-        size = int(dims.GetSlot(4, 0, N.Uint32Flags)) if dims is not None else None
-    files = tuple((_str(f, _FILE["name"]), int(f.GetSlot(4 + 2 * _FILE["type"], 0, N.Int8Flags)))
-                  for f in _vec(out, _TENSOR["associated_files"]))
-    return MetadataSummary(
-        name=_str(root, _MODEL["name"]), min_parser_version=_str(root, _MODEL["min_parser_version"]),
-        input_name=_str(inp, _TENSOR["name"]), input_image_size=size,
-        output_name=_str(out, _TENSOR["name"]), output_label_files=files,
-        model_files=tuple(_str(f, _FILE["name"]) for f in _vec(root, _MODEL["associated_files"])),
-    )

@@ -205,9 +205,9 @@ def validation_data(run_dir: Path, spec: ModelSpec) -> tuple[LoadedImages, str] 
         return load_labelled(Path(history["val_dir"]), spec, what="validation folder"), str(history["val_dir"])
     if history.get("val_split") and spec.train_dir:
         from edgecls.folders import load_scan, scan_folder
-        from edgecls.train import _split
+        from edgecls.train import split_validation
 
         loaded = load_scan(scan_folder(Path(spec.train_dir), what="training folder"))
-        _, val = _split(loaded, float(history["val_split"]), int(history.get("seed", 0)))
+        _, val = split_validation(loaded, float(history["val_split"]), int(history.get("seed", 0)))
         return val, f"{spec.train_dir} (validation split {history['val_split']})"
     return None

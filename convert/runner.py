@@ -1,14 +1,12 @@
-"""Run a .tflite on the host with ai-edge-litert: batches in, probabilities out, op lists.
+"""Run a .tflite on the host with ai-edge-litert: batches in, probabilities out.
 
-Quantization is always read from the interpreter's tensor details, never assumed: the
-input is quantized as ``q = x / scale + zero_point`` and the output dequantized as
-``scale * (q - zero_point)``; a scale of 0 means a float tensor.
+The tensors are fed and read by :mod:`edgecls.tensorio`, the code the device runs, so a
+host parity figure is a figure of the device's arithmetic.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,15 @@ import numpy as np
 from edgecls.artifact import check_tflite
 from edgecls.errors import MissingDependencyError, ModelError, SpecError
 from edgecls.heads import probabilities
-
-from .quiet import captured
+from edgecls.quiet import captured
+from edgecls.tensorio import (
+    TensorInfo,
+    dequantize,
+    input_info,
+    make_input_encoder,
+    output_info,
+    run_raw,
+)
 
 
 def litert_interpreter(model: Path | bytes, threads: int = 1, *, builtin_kernels: bool = False) -> Any:
@@ -54,32 +59,8 @@ def litert_interpreter(model: Path | bytes, threads: int = 1, *, builtin_kernels
     return interp
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """dtype name, shape and affine quantization (scale 0 = float) of one tensor."""
-
-    dtype: str
-    shape: tuple[int, ...]
-    scale: float
-    zero_point: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point}
-
-
-def _info(detail: dict[str, Any]) -> TensorInfo:
-    scale, zp = detail.get("quantization", (0.0, 0))
-    return TensorInfo(np.dtype(detail["dtype"]).name, tuple(int(d) for d in detail["shape"]),
-                      float(scale), int(zp))
-
-
 def io_info(interp: Any) -> tuple[TensorInfo, TensorInfo]:
-    return _info(interp.get_input_details()[0]), _info(interp.get_output_details()[0])
-
-
-def op_names(interp: Any) -> list[str]:
-    """The graph's op names in execution order (DELEGATE entries are delegated partitions)."""
-    return [str(op["op_name"]) for op in interp._get_ops_details()]
+    return input_info(interp), output_info(interp)
 
 
 class TFLiteModel:
@@ -92,39 +73,27 @@ class TFLiteModel:
         self.head = head
         self.interp = litert_interpreter(self.path, threads, builtin_kernels=builtin_kernels)
         self.input, self.output = io_info(self.interp)
-        self._in = self.interp.get_input_details()[0]["index"]
-        self._out = self.interp.get_output_details()[0]["index"]
+        self._in = int(self.interp.get_input_details()[0]["index"])
+        self._out = int(self.interp.get_output_details()[0]["index"])
+        self._encode = make_input_encoder(self.input)
         want = 1 if head == "sigmoid" else num_labels
         got = int(np.prod(self.output.shape[1:])) if len(self.output.shape) > 1 else int(np.prod(self.output.shape))
-        if got != want:
+        if got != want and not (head == "sigmoid" and got == num_labels):  # a converted sigmoid gives [1-p, p]
             raise SpecError(
                 f"{self.path} has {got} output value(s) but the labels need {want} ({head} head, "
                 f"{num_labels} labels): use the labels the model was converted with"
             )
 
     def quantize_input(self, image: np.ndarray) -> np.ndarray:
-        """One uint8 RGB image -> the input tensor (batch 1), using the model's own quantization."""
-        x = image[None].astype(np.float32)
-        info = self.input
-        if info.scale == 0.0:
-            return x.astype(info.dtype)
-        if info.dtype == "uint8" and info.scale == 1.0 and info.zero_point == 0:
-            return image[None]
-        q = np.round(x / info.scale + info.zero_point)
-        lim = np.iinfo(info.dtype)
-        return np.clip(q, lim.min, lim.max).astype(info.dtype)
+        """One uint8 RGB image -> the input tensor (batch 1), as the device encodes it."""
+        return self._encode(image)
 
     def dequantize_output(self, raw: np.ndarray) -> np.ndarray:
-        info = self.output
-        if info.scale == 0.0:
-            return raw.astype(np.float64)
-        return info.scale * (raw.astype(np.float64) - info.zero_point)
+        return dequantize(raw, self.output)
 
     def raw(self, image: np.ndarray) -> np.ndarray:
         """The output tensor as the runtime returns it (for exact cross-runtime comparison)."""
-        self.interp.set_tensor(self._in, self.quantize_input(image))
-        self.interp.invoke()
-        return np.array(self.interp.get_tensor(self._out))
+        return run_raw(self.interp, self._encode(image), self._in, self._out)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 -> (N, K) probabilities."""

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +20,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgecls.errors import BackendError, ModelError
+from edgecls.quiet import Captured, captured
+from edgecls.tensorio import TensorInfo as TensorInfo  # the one tensor description (re-exported)
+from edgecls.tensorio import input_info, output_info
 
 from .litert import runtime
+from .options import EDGETPU_DEVICE
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 EDGETPU_REMEDY = (
@@ -33,27 +35,12 @@ EDGETPU_REMEDY = (
 
 
 @dataclass(frozen=True)
-class TensorInfo:
-    """Shape, dtype and affine quantization of one tensor (scale 0 means not quantized)."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    scale: float
-    zero_point: int
-
-    @classmethod
-    def from_details(cls, details: dict[str, Any]) -> TensorInfo:
-        scale, zero_point = details.get("quantization", (0.0, 0))
-        return cls(tuple(int(x) for x in details["shape"]), np.dtype(details["dtype"]), float(scale), int(zero_point))
-
-
-@dataclass(frozen=True)
 class BackendOptions:
     """num_threads: CPU threads for the interpreter (1 leaves a core to capture on a Pi).
     device: the Edge TPU to use ("usb:0", "pci:0", ...)."""
 
     num_threads: int = 1
-    device: str = "usb:0"
+    device: str = EDGETPU_DEVICE
 
 
 class Backend(Protocol):
@@ -88,15 +75,15 @@ class LiteRTBackend:
         except (ValueError, RuntimeError) as err:
             raise ModelError(_explain_load_error(model, err)) from err
         #: What the interpreter printed while loading (the XNNPACK line, warnings), kept for doctor/bench.
-        self.load_log = native.text
+        self.load_log = "\n".join(native.lines())
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(
                 f"{model} has {len(inputs)} inputs and {len(outputs)} outputs: an edgecls classifier has one of each"
             )
-        self.input = TensorInfo.from_details(inputs[0])
-        self.output = TensorInfo.from_details(outputs[0])
+        self.input = input_info(self.interpreter)
+        self.output = output_info(self.interpreter)
         self._in = int(inputs[0]["index"])
         self._out = int(outputs[0]["index"])
 
@@ -127,32 +114,14 @@ class LiteRTBackend:
         self.interpreter = None
 
 
-class _Captured:
-    text = ""
-
-
 @contextlib.contextmanager
-def native_stderr_captured() -> Iterator[_Captured]:
-    """Capture what C++ code writes to fd 2 (the interpreter's "Created TensorFlow Lite
-    XNNPACK delegate" INFO line and its load errors), so a bad model gives one line, not
-    three. After a successful load, lines other than INFO are passed on to stderr."""
-    captured = _Captured()
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield captured
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            captured.text = tmp.read().decode("utf-8", "replace")
-    keep = [line for line in captured.text.splitlines() if line.strip() and not line.startswith("INFO:")]
+def native_stderr_captured() -> Iterator[Captured]:
+    """:func:`edgecls.quiet.captured` on fd 2 for an interpreter load (the "Created
+    TensorFlow Lite XNNPACK delegate" INFO line, load errors), so a bad model gives one line,
+    not three. After a successful load, lines other than INFO are passed on to stderr."""
+    with captured((2,)) as native:
+        yield native
+    keep = [line for line in native.lines() if not line.startswith("INFO:")]
     if keep:
         sys.stderr.write("\n".join(keep) + "\n")
 

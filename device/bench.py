@@ -20,7 +20,7 @@ import numpy as np
 from edgecls.errors import DataError
 
 from .loop import open_classifier, open_reader
-from .options import DEFAULT_CAPTURE_SIZE, RunOptions
+from .options import DEFAULT_CAPTURE_SIZE, EDGETPU_DEVICE, RunOptions
 from .results import Frame
 from .sources import SourceOptions, parse_source
 
@@ -35,9 +35,12 @@ class BenchOptions:
     warmup: int = 20
     num_threads: int = 1
     edgetpu: bool = False
-    device: str = "usb:0"
+    device: str = EDGETPU_DEVICE
     #: Asked of a camera source; without a source, the size of the synthetic frame.
     capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE
+    #: (pixel - mean) / std for a model whose metadata says nothing (None: from the model).
+    input_mean: float | None = None
+    input_std: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ def run_bench(options: BenchOptions) -> BenchReport:
     if options.frames < 1 or options.warmup < 0:
         raise DataError(f"--frames must be at least 1 and --warmup at least 0, got {options.frames} and {options.warmup}")
     _, backend, classifier = open_classifier(RunOptions(
-        model=options.model, num_threads=options.num_threads, edgetpu=options.edgetpu, device=options.device))
+        model=options.model, num_threads=options.num_threads, edgetpu=options.edgetpu, device=options.device,
+        input_mean=options.input_mean, input_std=options.input_std))
     width, height = options.capture_size
     reader = (open_reader(parse_source(options.source), SourceOptions(width=width, height=height))
               if options.source is not None else None)

@@ -1,26 +1,25 @@
 """One frame -> model tensor -> prediction: the preprocess, invoke and postprocess stages.
 
 Preprocessing is :func:`edgecls.preprocess.to_model_input`, the same function training
-used; the frame's colour order comes from its source. The input is fed as uint8 when the
-model's input quantization is the identity (scale 1, zero point 0) and quantized
-otherwise; outputs are dequantized, then :func:`edgecls.heads.probabilities` turns sigmoid
-and softmax heads alike into one probability per label.
+used; the frame's colour order comes from its source. Encoding the input tensor and
+decoding the output (dequantize, sigmoid or softmax head, top-k) is :mod:`edgecls.tensorio`,
+the code host parity and the field check run too.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgecls.errors import DataError
-from edgecls.heads import probabilities
 from edgecls.preprocess import to_model_input
+from edgecls.tensorio import dequantize as dequantize  # re-exported: the field check's name
+from edgecls.tensorio import make_input_encoder, make_output_decoder, top_k
 
-from .backends import Backend, TensorInfo
+from .backends import Backend
 from .model import ModelInfo
 from .results import UNKNOWN, Frame, Prediction
 
@@ -34,7 +33,7 @@ class PostOptions:
     threshold: float = 0.0
     smooth: int = 1
 
-    def validate(self, num_labels: int) -> None:
+    def validate(self) -> None:
         if self.top_k < 1:
             raise DataError(f"--top-k must be at least 1, got {self.top_k}")
         if not 0.0 <= self.threshold <= 1.0:
@@ -43,60 +42,17 @@ class PostOptions:
             raise DataError(f"--smooth must be at least 1 frame, got {self.smooth}")
 
 
-def make_input_encoder(info: TensorInfo) -> Callable[[np.ndarray], np.ndarray]:
-    """A function uint8 HxWx3 RGB -> the model's 1xHxWx3 input tensor."""
-    identity = info.dtype == np.uint8 and (info.scale in (0.0, 1.0)) and info.zero_point == 0
-    if identity:
-        return lambda x: x[None]
-    if info.dtype == np.float32:
-        return lambda x: x[None].astype(np.float32)
-    lo, hi = np.iinfo(info.dtype).min, np.iinfo(info.dtype).max
-    scale, zp, dtype = info.scale or 1.0, info.zero_point, info.dtype
-    return lambda x: np.clip(np.rint(x[None] / scale) + zp, lo, hi).astype(dtype)
-
-
-def dequantize(raw: np.ndarray, info: TensorInfo) -> np.ndarray:
-    if info.scale == 0.0 or raw.dtype == np.float32:
-        return raw.astype(np.float64)
-    return (raw.astype(np.float64) - info.zero_point) * info.scale
-
-
-def make_output_decoder(info: TensorInfo, head: str) -> Callable[[np.ndarray], list[float]]:
-    """A function raw output tensor -> one probability per label, as plain floats.
-
-    The same float64 arithmetic as :func:`dequantize` and
-    :func:`edgecls.heads.probabilities`. A head has a handful of values, where numpy's
-    per-call cost outweighs the arithmetic, so they are decoded in plain Python; a large
-    output keeps numpy. Everything that does not change per frame is settled here.
-    """
-    if int(np.prod(info.shape)) > 64:
-        return lambda raw: probabilities(dequantize(raw, info)[0], head).tolist()  # type: ignore[no-any-return]
-    quantized = info.scale != 0.0 and info.dtype != np.float32
-    zero, scale = info.zero_point, info.scale
-
-    def values(raw: np.ndarray) -> list[float]:
-        plain: list[float] = raw.ravel().tolist()
-        return [(v - zero) * scale for v in plain] if quantized else plain
-
-    if head == "sigmoid":
-        def sigmoid(raw: np.ndarray) -> list[float]:
-            p = min(max(float(values(raw)[0]), 0.0), 1.0)
-            return [1.0 - p, p]
-        return sigmoid
-    return lambda raw: [float(v) for v in values(raw)]
-
-
 class Classifier:
     """Runs one frame through preprocess -> backend -> postprocess, timing each stage."""
 
     def __init__(self, model: ModelInfo, backend: Backend, options: PostOptions) -> None:
-        options.validate(len(model.labels))
+        options.validate()
         assert model.head is not None, "check_against_io settles the head"
         self.model = model
         self.backend = backend
         self.options = options
         self.size = backend.input.shape[1]
-        self._encode = make_input_encoder(backend.input)
+        self._encode = make_input_encoder(backend.input, model.normalization)
         self._decode = make_output_decoder(backend.output, model.head)
         self._recent: deque[list[float]] = deque(maxlen=options.smooth)
 
@@ -117,10 +73,7 @@ class Classifier:
     def postprocess(self, raw: np.ndarray) -> Prediction:
         values = self.probabilities(raw)
         labels = self.model.labels
-        if self.options.top_k == 1:
-            order = [max(range(len(values)), key=values.__getitem__)]  # ties go to the lower index, as heads.top1
-        else:
-            order = np.argsort(-np.asarray(values), kind="stable")[: min(self.options.top_k, len(labels))].tolist()
+        order = top_k(values, self.options.top_k)
         best = order[0]
         score = values[best]
         top = tuple((labels[i], values[i]) for i in order)

@@ -17,7 +17,11 @@ import typer
 from edgecls.cli import app, err_console, handle_errors, out_console
 
 from . import field_cli  # noqa: F401  (registers 'edgecls field' and 'field check')
-from .options import DEFAULT_CAPTURE_SIZE
+from .options import DEFAULT_CAPTURE_SIZE, EDGETPU_DEVICE
+
+INPUT_MEAN_HELP = ("A model without normalisation metadata takes (pixel - mean) / std: the mean "
+                   "(e.g. 127.5 for inputs in [-1, 1]). Default: from the model.")
+INPUT_STD_HELP = "... and the std (e.g. 127.5 for inputs in [-1, 1]). Default: from the model."
 
 CAPTURE_SIZE = "{}x{}".format(*DEFAULT_CAPTURE_SIZE)
 SOURCE_HELP = "Camera index, /dev/videoN, video file, folder of images, RTSP/HTTP URL, GStreamer pipeline, or 'picamera2'."
@@ -46,7 +50,7 @@ def run(
     smooth: Annotated[int, typer.Option(help="Average probabilities over the last N frames.")] = 1,
     num_threads: Annotated[int, typer.Option(help="Interpreter threads (1 leaves a core for capture).")] = 1,
     edgetpu: Annotated[bool, typer.Option(help="Run on a Coral Edge TPU (use the *_edgetpu.tflite model).")] = False,
-    device: Annotated[str, typer.Option(help="Which Edge TPU, with --edgetpu: usb:0, pci:0, ...")] = "usb:0",
+    device: Annotated[str, typer.Option(help="Which Edge TPU, with --edgetpu: usb:0, pci:0, ...")] = EDGETPU_DEVICE,
     labels: Annotated[Path | None, typer.Option(help="A labels file to use instead of the model's.")] = None,
     stats_every: Annotated[float, typer.Option(help="Seconds between stats lines (0: none).")] = 5.0,
     quiet: Annotated[bool, typer.Option(help="Do not print each result; stats lines only.")] = False,
@@ -61,6 +65,8 @@ def run(
     serve_token: Annotated[str | None, typer.Option(
         envvar="EDGECLS_SERVE_TOKEN", show_envvar=True, show_default=False,
         help="Require this token on every --serve route (?token= or Authorization: Bearer).")] = None,
+    input_mean: Annotated[float | None, typer.Option(help=INPUT_MEAN_HELP)] = None,
+    input_std: Annotated[float | None, typer.Option(help=INPUT_STD_HELP)] = None,
 ) -> None:
     """Classify camera frames live (or every frame of a video file or folder)."""
     from .loop import run as run_classifier
@@ -74,7 +80,7 @@ def run(
         model=model, source=source, headless=headless, max_frames=max_frames, jsonl=jsonl, top_k=top_k,
         threshold=threshold, smooth=smooth, num_threads=num_threads, edgetpu=edgetpu, device=device,
         labels=labels, stats_every_s=stats_every, quiet=quiet, serve=serve, serve_token=serve_token,
-        realtime=realtime,
+        realtime=realtime, input_mean=input_mean, input_std=input_std,
     ))
     err_console.print(
         f"done: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps, "
@@ -93,10 +99,12 @@ def bench(
     warmup: Annotated[int, typer.Option(help="Frames run first and not counted.")] = 20,
     num_threads: Annotated[int, typer.Option(help="Interpreter threads.")] = 1,
     edgetpu: Annotated[bool, typer.Option(help="Run on a Coral Edge TPU.")] = False,
-    device: Annotated[str, typer.Option(help="Which Edge TPU, with --edgetpu.")] = "usb:0",
+    device: Annotated[str, typer.Option(help="Which Edge TPU, with --edgetpu.")] = EDGETPU_DEVICE,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
     capture_size: Annotated[str, typer.Option(
         metavar="WxH", help="Frame size to ask of a camera; without --source, the synthetic frame's size.")] = CAPTURE_SIZE,
+    input_mean: Annotated[float | None, typer.Option(help=INPUT_MEAN_HELP)] = None,
+    input_std: Annotated[float | None, typer.Option(help=INPUT_STD_HELP)] = None,
 ) -> None:
     """Per-stage latency (median, p99), frames/s and XNNPACK-delegated partitions."""
     from rich.table import Table
@@ -108,7 +116,8 @@ def bench(
 
     report = run_bench(BenchOptions(model=model, source=source, frames=frames, warmup=warmup,
                                     num_threads=num_threads, edgetpu=edgetpu, device=device,
-                                    capture_size=parse_capture_size(capture_size)))
+                                    capture_size=parse_capture_size(capture_size),
+                                    input_mean=input_mean, input_std=input_std))
     table = Table(title=f"{model.name} on {report.backend} ({report.runtime}), source {report.source}")
     table.add_column("stage")
     table.add_column("median ms", justify="right")

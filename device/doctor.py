@@ -11,8 +11,16 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecls.errors import EdgeclsError
+
+from .options import EDGETPU_DEVICE
+
+if TYPE_CHECKING:
+    from edgecls.tensorio import TensorInfo
+
+    from .model import ModelInfo
 
 PICAMERA2_FIX = ("sudo apt install python3-picamera2, and make the venv with "
                  "'python3 -m venv --system-site-packages' so it is importable")
@@ -85,8 +93,9 @@ def check_picamera2() -> Check:
 def check_opencv() -> Check:
     import cv2
 
-    info = cv2.getBuildInformation()
-    gst = "GStreamer:                   YES" in info
+    from .sources import opencv_has_gstreamer
+
+    gst = opencv_has_gstreamer()
     return Check("OpenCV", True, f"{cv2.__version__}, GStreamer {'yes' if gst else 'no (pipelines need python3-opencv from apt)'}")
 
 
@@ -99,7 +108,22 @@ def check_resize() -> Check:
                  'sudo apt install gcc, then reinstall edgecls from its checkout: pip install --force-reinstall --no-deps .')
 
 
-def check_model(model: Path, edgetpu: bool = False) -> Check:
+def check_normalization(info: ModelInfo, input: TensorInfo) -> Check:
+    """The normalisation in force: a foreign model fed raw pixels without a word is the
+    quiet failure (right shapes, wrong answers) this line exists for."""
+    from .model import normalization_warning
+
+    norm = info.normalization
+    detail = f"input = (pixel - {norm.mean:g}) / {norm.std:g}, from {norm.source}"
+    warning = normalization_warning(info, input)
+    if warning:
+        return Check("normalisation", False, detail, "pass --input-mean and --input-std to run/bench if it was trained on "
+                     "another range (for [-1, 1]: --input-mean 127.5 --input-std 127.5)")
+    return Check("normalisation", True, detail)
+
+
+def check_model(model: Path, edgetpu: bool = False, checks: list[Check] | None = None) -> Check:
+    """The model check; with ``checks``, the normalisation line is added there too."""
     from .loop import open_classifier
     from .options import RunOptions
 
@@ -107,6 +131,8 @@ def check_model(model: Path, edgetpu: bool = False) -> Check:
         info, backend, _ = open_classifier(RunOptions(model=model, edgetpu=edgetpu))
     except EdgeclsError as err:
         return Check("model", False, str(err), required=True)
+    if checks is not None:
+        checks.append(check_normalization(info, backend.input))
     parts = backend.delegated_partitions() if hasattr(backend, "delegated_partitions") else -1
     delegate = f"{parts} delegated partition{'s' if parts != 1 else ''}" if parts >= 0 else "delegation unknown"
     backend.close()
@@ -116,7 +142,7 @@ def check_model(model: Path, edgetpu: bool = False) -> Check:
                  required=True)
 
 
-def diagnose(model: Path | None = None, device: str = "usb:0") -> DoctorReport:
+def diagnose(model: Path | None = None, device: str = EDGETPU_DEVICE) -> DoctorReport:
     checks = [
         Check("board", True, f"{_board()}, Python {sys.version.split()[0]}"),
         check_runtime(),
@@ -127,5 +153,7 @@ def diagnose(model: Path | None = None, device: str = "usb:0") -> DoctorReport:
         check_picamera2(),
     ]
     if model is not None and checks[1].ok:
-        checks.append(check_model(model))
+        extra: list[Check] = []
+        checks.append(check_model(model, checks=extra))
+        checks.extend(extra)
     return DoctorReport(tuple(checks))

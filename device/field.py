@@ -29,9 +29,10 @@ from edgecls.bundle import FieldBundle, file_sha256, open_bundle
 from edgecls.heads import probabilities, top1
 from edgecls.images import read_image
 from edgecls.preprocess import to_model_input
+from edgecls.tensorio import dequantize, make_input_encoder
 
 from .backends import Backend, BackendOptions, open_backend
-from .classify import dequantize, make_input_encoder
+from .options import EDGETPU_DEVICE
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _preprocess_row(device: np.ndarray, bundle: FieldBundle, undecodable: list[s
 def _agreement_row(raw: np.ndarray, backend: Backend, bundle: FieldBundle, limit: float) -> tuple[CheckRow, dict[str, Any]]:
     name = "(c) top-1 agreement with float (device pipeline)"
     head, k = bundle.spec.head, len(bundle.labels)
-    units = 1 if head == "sigmoid" else k
+    units = 1 if head == "sigmoid" and raw.shape[1] == 1 else k  # a converted sigmoid head gives [1 - p, p]
     if raw.shape[1] != units:
         return CheckRow("agreement", name, "n/a", f">= {limit:.2%}", False,
                         f"the model has {raw.shape[1]} outputs; the bundle's {head} head needs {units}"), {}
@@ -174,7 +175,7 @@ def _agreement_row(raw: np.ndarray, backend: Backend, bundle: FieldBundle, limit
         "top1_agreement": agree, "flips": flips, "per_class_agreement": per_class}
 
 
-def field_check(model: Path, bundle_path: Path, *, edgetpu: bool = False, device: str = "usb:0",
+def field_check(model: Path, bundle_path: Path, *, edgetpu: bool = False, device: str = EDGETPU_DEVICE,
                 num_threads: int = 1) -> FieldCheckReport:
     """Run the four checks of the module docstring; raises EdgeclsError only for unusable input."""
     check_tflite(model)

@@ -1,4 +1,4 @@
-"""``edgecls field ...``: the field commands' group, and ``field check`` (device side).
+"""``edgecls field check`` (device side), on the group :data:`edgecls.cli.field_app`.
 
 The host commands (``field export``, ``field replay``) add themselves to the same group from
 :mod:`edgecls.convert.field_cli`. Nothing here imports TensorFlow.
@@ -12,13 +12,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from edgecls.cli import app, err_console, handle_errors, out_console
+from edgecls.cli import err_console, field_app, handle_errors, out_console
 
-field_app = typer.Typer(
-    name="field", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="Field parity: bundle reference images on the host, check the device against them, replay live frames.",
-)
-app.add_typer(field_app)
+from .options import EDGETPU_DEVICE
 
 
 @field_app.command("check")
@@ -28,7 +24,7 @@ def check(
     bundle: Annotated[Path, typer.Option(help="The bundle from 'edgecls field export' (folder, .tar or .zip).")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
     edgetpu: Annotated[bool, typer.Option(help="Run on the Coral Edge TPU (raw outputs within the bundle's stated step).")] = False,
-    device: Annotated[str, typer.Option(help="Which Edge TPU, with --edgetpu: usb:0, pci:0, ...")] = "usb:0",
+    device: Annotated[str, typer.Option(help="Which Edge TPU, with --edgetpu: usb:0, pci:0, ...")] = EDGETPU_DEVICE,
     num_threads: Annotated[int, typer.Option(help="Interpreter threads.")] = 1,
 ) -> None:
     """Check this device against a bundle: model hash, runtime, agreement with float, preprocessing."""

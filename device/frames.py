@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +29,9 @@ import numpy as np
 
 from edgecls.bundle import file_sha256
 from edgecls.errors import DataError, OutputError
-from edgecls.fsutil import atomic_write_bytes, atomic_write_json
+from edgecls.frameset import FRAME_NAME as FRAME_NAME  # the layout lives in the core
+from edgecls.frameset import FRAMES_FORMAT, FRAMES_VERSION, SESSION_FILE
+from edgecls.fsutil import atomic_write_bytes, atomic_write_json, npy_bytes
 
 from .model import ModelInfo
 from .options import DEFAULT_SAVE_EVERY
@@ -38,11 +39,6 @@ from .results import Frame, FrameStats, Prediction
 
 log = logging.getLogger("edgecls.device")
 
-FRAMES_FORMAT = "edgecls-field-frames"
-FRAMES_VERSION = 1
-SESSION_FILE = "session.json"
-#: ``<run id>-<frame>.<ext>``: the run id is the UTC start time, so runs never collide.
-FRAME_NAME = re.compile(r"^(\d{8}T\d{6}(?:\.\d+)?)-(\d{6,})\.(png|npy|json)$")
 #: Frames waiting for the writer, and how long the loop waits when it is full.
 QUEUE_FRAMES = 32
 QUEUE_WAIT_S = 0.5
@@ -152,7 +148,7 @@ class FrameSaver:
         if not ok:
             raise OSError(f"OpenCV could not encode frame {job.name} as PNG")
         atomic_write_bytes(self.folder / f"{job.name}.png", png.tobytes())
-        buf = _npy(job.tensor)
+        buf = npy_bytes(job.tensor)
         atomic_write_bytes(self.folder / f"{job.name}.npy", buf)
         atomic_write_json(self.folder / f"{job.name}.json", job.record)  # last: the frame is complete
 
@@ -165,11 +161,3 @@ class FrameSaver:
         log.info("saved %d frames to %s%s", self.saved, self.folder, note)
         if self._error is not None:
             log.error("saving frames stopped: %s", self._error)
-
-
-def _npy(array: np.ndarray) -> bytes:
-    import io
-
-    out = io.BytesIO()
-    np.save(out, array, allow_pickle=False)
-    return out.getvalue()

@@ -23,7 +23,13 @@ from edgecls.errors import DataError
 
 from .backends import Backend, BackendOptions, open_backend
 from .classify import Classifier, PostOptions
-from .model import ModelInfo, check_against_io, read_model_info
+from .model import (
+    ModelInfo,
+    check_against_io,
+    input_normalization,
+    normalization_warning,
+    read_model_info,
+)
 from .options import RunOptions
 from .reader import DirectReader, FrameReader, LatestFrameReader, ReadAheadReader, ReaderOptions
 from .results import FrameStats, LoopStats, StageTimings
@@ -56,7 +62,7 @@ class RunSummary:
 def open_classifier(options: RunOptions) -> tuple[ModelInfo, Backend, Classifier]:
     """Model file, labels, backend and the IO checks; raises before any capture."""
     post = PostOptions(options.top_k, options.threshold, options.smooth)
-    post.validate(0)
+    post.validate()
     if options.num_threads < 1:
         raise DataError(f"--num-threads must be at least 1, got {options.num_threads}")
     check_tflite(options.model)
@@ -65,10 +71,14 @@ def open_classifier(options: RunOptions) -> tuple[ModelInfo, Backend, Classifier
     backend = open_backend("edgetpu" if options.edgetpu else "cpu", options.model,
                            BackendOptions(options.num_threads, options.device))
     try:
-        info = check_against_io(read_model_info(options.model, options.labels), backend.input, backend.output)
+        info = check_against_io(read_model_info(options.model, options.labels, input_normalization(options)),
+                                backend.input, backend.output)
     except BaseException:
         backend.close()
         raise
+    warning = normalization_warning(info, backend.input)
+    if warning:
+        log.warning("%s", warning)
     return info, backend, Classifier(info, backend, post)
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 DEFAULT_CAPTURE_SIZE = (640, 480)
 #: With --save-frames: one frame in ten (3 a second from a 30 fps camera).
 DEFAULT_SAVE_EVERY = 10
+#: The Edge TPU used with --edgetpu unless --device names another ("pci:0", "usb:1", ...).
+EDGETPU_DEVICE = "usb:0"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class RunOptions:
     defaults to 127.0.0.1). serve_token: required on every route when set (else the
     ``EDGECLS_SERVE_TOKEN`` environment variable, if set).
 
+    input_mean/input_std: the model's input is ``(pixel - mean) / std`` (pycoral's
+    convention), for a foreign model whose metadata says nothing (None: from the model).
+
     A new sink adds its option here, in ``device/cli.py`` and one entry in ``sinks.SINKS``.
     """
 
@@ -44,7 +49,7 @@ class RunOptions:
     smooth: int = 1
     num_threads: int = 1
     edgetpu: bool = False
-    device: str = "usb:0"
+    device: str = EDGETPU_DEVICE
     labels: Path | None = None
     stats_every_s: float = 5.0
     quiet: bool = False
@@ -54,3 +59,5 @@ class RunOptions:
     serve: str | None = None
     serve_token: str | None = None
     capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE
+    input_mean: float | None = None
+    input_std: float | None = None

@@ -36,6 +36,7 @@ from edgecls.errors import OutputError
 
 from .model import ModelInfo
 from .options import RunOptions
+from .overlay import draw_label
 from .results import Frame, FrameStats, Prediction, result_record
 
 log = logging.getLogger("edgecls.device")
@@ -140,11 +141,7 @@ class WindowSink:
     def on_result(self, frame: Frame, tensor: np.ndarray, prediction: Prediction, stats: FrameStats) -> None:
         # Display only: imshow wants BGR. The model input was settled by the source already.
         image = frame.image if frame.colour == "bgr" else cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
-        image = image.copy()
-        text = f"{prediction.label} {prediction.score:.2f}  {stats.loop.fps:.1f} fps"
-        cv2.putText(image, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
-        cv2.putText(image, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
-        cv2.imshow("edgecls", image)
+        cv2.imshow("edgecls", draw_label(image.copy(), prediction, stats))
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.stop.set()
 

@@ -123,6 +123,11 @@ def parse_source(text: str) -> SourceSpec:
     raise SourceError(f"source {text!r} does not exist; {cameras_sentence()}")
 
 
+def opencv_has_gstreamer() -> bool:
+    """Whether this OpenCV build can open GStreamer pipelines (its build information says so)."""
+    return "GStreamer:                   YES" in cv2.getBuildInformation()
+
+
 def list_cameras() -> list[str]:
     """V4L2 capture nodes present (Linux); the Pi CSI camera appears only through picamera2."""
     nodes = sorted(glob.glob("/dev/video[0-9]*"), key=lambda p: int(re.sub(r"\D", "", p) or 0))
@@ -183,7 +188,7 @@ class OpenCVSource:
             api = cv2.CAP_V4L2 if os.name == "posix" and hasattr(cv2, "CAP_V4L2") else cv2.CAP_ANY
             return cv2.VideoCapture(target, api)
         if spec.kind == "gstreamer":
-            if "GStreamer:                   YES" not in cv2.getBuildInformation():
+            if not opencv_has_gstreamer():
                 raise SourceError(
                     "this OpenCV was built without GStreamer, so it cannot open a pipeline: use Debian's "
                     "python3-opencv (apt) in a venv made with --system-site-packages, or pass a URL or device instead"

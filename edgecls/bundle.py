@@ -8,9 +8,12 @@ A bundle is a folder (or the same folder packed as one ``.tar`` or ``.zip``)::
     tensors.npy        (N, S, S, 3) uint8: the exact preprocessed model inputs
     float_probs.npy    (N, K) float64: the float Keras model's probabilities
     int8_raw.npy       (N, U): the host int8 model's raw (quantized) outputs
-    int8_dequant.npy   (N, U) float64: the same outputs dequantized
     int8_raw_builtin.npy (N, U): the raw outputs on TFLite's builtin kernels (what
                        tflite-runtime 2.14 runs int8 on; XNNPACK rounds a few differently)
+
+Version 3 dropped version 2's ``int8_dequant.npy`` (the raw outputs dequantized, never
+read: the device dequantizes with the model's own parameters); a version 2 bundle is still
+read, its extra file hash-checked and ignored.
 
 numpy and json only: the device reads it without TensorFlow. :func:`open_bundle` checks
 everything before a figure is computed, so a corrupt or incomplete bundle is one line
@@ -36,11 +39,11 @@ from typing import Any
 import numpy as np
 
 from edgecls.errors import DataError, OutputError, SpecError
-from edgecls.fsutil import StagedDir, atomic_write_bytes, atomic_write_json
+from edgecls.fsutil import StagedDir, atomic_write_bytes, atomic_write_json, npy_bytes
 from edgecls.spec import ModelSpec
 
 BUNDLE_FORMAT = "edgecls-field-bundle"
-BUNDLE_VERSION = 2
+BUNDLE_VERSION = 3
 MANIFEST = "manifest.json"
 IMAGES_DIR = "images"
 #: The arrays of a bundle, by role; every one has N rows, one per item.
@@ -48,7 +51,6 @@ ARRAY_FILES = {
     "tensors": "tensors.npy",
     "float_probs": "float_probs.npy",
     "int8_raw": "int8_raw.npy",
-    "int8_dequant": "int8_dequant.npy",
     "int8_raw_builtin": "int8_raw_builtin.npy",
 }
 ARCHIVE_SUFFIXES = (".tar", ".zip")
@@ -129,7 +131,6 @@ class FieldBundle:
     tensors: np.ndarray
     float_probs: np.ndarray
     int8_raw: np.ndarray
-    int8_dequant: np.ndarray
     int8_raw_builtin: np.ndarray
     host: dict[str, Any]
 
@@ -147,12 +148,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    return buf.getvalue()
 
 
 def write_bundle(
@@ -176,7 +171,7 @@ def write_bundle(
             (staged.path / item.file).write_bytes(data)
             hashes[item.file] = hashlib.sha256(data).hexdigest()
         for role, name in ARRAY_FILES.items():
-            data = _npy_bytes(arrays[role])
+            data = npy_bytes(arrays[role])
             (staged.path / name).write_bytes(data)
             hashes[name] = hashlib.sha256(data).hexdigest()
         per_class = {label: sum(1 for it in items if it.class_index == i) for i, label in enumerate(spec.labels)}
@@ -350,7 +345,7 @@ def load_bundle_dir(root: Path, where: Path) -> FieldBundle:
         root=root, source=Path(where), model_name=_get(manifest, "model.name", str, where), model_sha256=sha,
         edgetpu_sha256=tpu if isinstance(tpu, str) else None, spec=spec, tolerances=tolerances, items=items,
         tensors=arrays["tensors"], float_probs=arrays["float_probs"], int8_raw=arrays["int8_raw"],
-        int8_dequant=arrays["int8_dequant"], int8_raw_builtin=arrays["int8_raw_builtin"],
+        int8_raw_builtin=arrays["int8_raw_builtin"],
         host=dict(manifest.get("host") or {}),
     )
 
@@ -362,9 +357,9 @@ def _check_shapes(arrays: dict[str, np.ndarray], spec: ModelSpec, items: tuple[B
         raise DataError(f"bundle {where} is corrupt: tensors.npy is {t.dtype} {t.shape}, expected uint8 {(n, s, s, 3)}")
     if arrays["float_probs"].shape != (n, k):
         raise DataError(f"bundle {where} is corrupt: float_probs.npy has shape {arrays['float_probs'].shape}, expected {(n, k)}")
-    raw, deq = arrays["int8_raw"], arrays["int8_dequant"]
-    if raw.ndim != 2 or raw.shape[0] != n or deq.shape != raw.shape or arrays["int8_raw_builtin"].shape != raw.shape:
-        raise DataError(f"bundle {where} is corrupt: int8 outputs have shapes {raw.shape} and {deq.shape}, expected {n} rows")
+    raw, builtin = arrays["int8_raw"], arrays["int8_raw_builtin"]
+    if raw.ndim != 2 or raw.shape[0] != n or builtin.shape != raw.shape:
+        raise DataError(f"bundle {where} is corrupt: int8 outputs have shapes {raw.shape} and {builtin.shape}, expected {n} rows")
     if not items or any(not 0 <= it.class_index < k or spec.labels[it.class_index] != it.label for it in items):
         raise DataError(f"bundle {where} is corrupt: it has no items, or an item's class is not one of its labels")
 

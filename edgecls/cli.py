@@ -19,6 +19,9 @@ from rich.table import Table
 
 from edgecls import __version__
 from edgecls.errors import EdgeclsError
+from edgecls.train import (
+    TrainOptions,  # its defaults are the CLI's (numpy only: TF loads in train())
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +32,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+#: ``edgecls field ...``, assembled here once: ``field check`` registers from the device
+#: package, ``field export`` and ``field replay`` from convert, neither importing the other.
+field_app = typer.Typer(
+    name="field", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Field parity: bundle reference images on the host, check the device against them, replay live frames.",
+)
+app.add_typer(field_app)
 err_console = Console(stderr=True)
 out_console = Console()
 
@@ -69,7 +79,7 @@ def _main(
 
 def _quiet_tensorflow() -> None:
     """Import TensorFlow with its load-time native log lines (absl, oneDNN) kept off the terminal."""
-    from edgecls.convert.export import import_tensorflow_quietly
+    from edgecls.model import import_tensorflow_quietly
 
     import_tensorflow_quietly()
 
@@ -112,14 +122,13 @@ def demo_video(
 def train(
     data_dir: Annotated[Path, typer.Argument(help="Folder with one subfolder of images per class.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (model, labels, spec, history, curves).")],
-    epochs: Annotated[int, typer.Option(help="Passes over the data (the article uses 5).")] = 5,
+    epochs: Annotated[int, typer.Option(help="Passes over the data (the article uses 5).")] = TrainOptions.epochs,
     val_dir: Annotated[Path | None, typer.Option(help="Separate validation folder with the same classes.")] = None,
-    val_split: Annotated[float, typer.Option(help="Fraction held out for validation when no --val-dir.")] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed for split, shuffling, augmentation and weights.")] = 0,
+    val_split: Annotated[float, typer.Option(help="Fraction held out for validation when no --val-dir.")] = TrainOptions.val_split,
+    seed: Annotated[int, typer.Option(help="Seed for split, shuffling, augmentation and weights.")] = TrainOptions.seed,
     force: Annotated[bool, typer.Option(help="Replace a non-empty run folder.")] = False,
 ) -> None:
     """Train the article's CNN (64x64x3, two conv blocks, Dense(128)) on DATA_DIR."""
-    from edgecls.train import TrainOptions
     from edgecls.train import train as run_train
 
     _quiet_tensorflow()

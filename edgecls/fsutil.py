@@ -43,6 +43,17 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def npy_bytes(array: Any) -> bytes:
+    """``array`` as the bytes of a C-ordered ``.npy`` file, never pickled (bundles and saved frames)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
 def check_writable_dir(path: Path, *, force: bool, what: str = "output folder") -> None:
     """Refuse an existing non-empty folder unless ``force``; check the parent can be written."""
     path = Path(path)

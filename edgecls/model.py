@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,19 @@ def import_keras() -> Any:
     except ImportError as err:
         raise MissingDependencyError("tensorflow", "host", "training and conversion") from err
     return keras
+
+
+def import_tensorflow_quietly() -> None:
+    """Import Keras and TensorFlow with their load-time C++ log lines (oneDNN, absl) silenced.
+
+    Those lines ignore TF_CPP_MIN_LOG_LEVEL and would break the one-line error contract.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    from edgecls.quiet import captured
+
+    with captured():
+        import_keras()
 
 
 def build_model(

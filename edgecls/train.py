@@ -68,7 +68,7 @@ class TrainResult:
     images_per_second: tuple[float, ...]
 
 
-def _split(loaded: LoadedImages, fraction: float, seed: int) -> tuple[LoadedImages, LoadedImages]:
+def split_validation(loaded: LoadedImages, fraction: float, seed: int) -> tuple[LoadedImages, LoadedImages]:
     rng = np.random.default_rng(seed)
     val_idx = []
     for c in np.unique(loaded.y):
@@ -136,7 +136,7 @@ def _epoch_callback(keras: Any, console: Console, epochs: int, steps: int, batch
 def _warm_up_quietly(dataset: Any) -> None:
     """Build the pipeline's graph once with native output captured: TF 2.21 logs a harmless
     ERROR line about an unknown tf.data attribute the first time a parallel map runs."""
-    from edgecls.convert.quiet import captured
+    from edgecls.quiet import captured
 
     with captured():
         next(iter(dataset.take(1)))
@@ -156,7 +156,7 @@ def _load_data(data_dir: Path, options: TrainOptions) -> tuple[FolderScan, Loade
     if val_scan is not None:
         val = load_scan(val_scan)
         return scan, loaded, val, loaded.skipped + val.skipped
-    train, val = _split(loaded, options.val_split, options.seed)
+    train, val = split_validation(loaded, options.val_split, options.seed)
     return scan, train, val, loaded.skipped
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import platform
@@ -57,19 +56,13 @@ def convert_model(out: Path) -> Path:
     """An untrained 2-class CNN as full int8 with uint8 I/O, labels.txt beside it."""
     import tensorflow as tf  # host side: only to make a model when none is given
 
+    from edgecls.convert.export import tflite_bytes
     from edgecls.model import build_model
 
     tf.keras.utils.set_random_seed(0)
     model = build_model(2, batch_size=1)
     rng = np.random.default_rng(0)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([rng.integers(0, 256, (1, 64, 64, 3)).astype(np.float32)] for _ in range(32))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
-    with contextlib.redirect_stdout(io.StringIO()):
-        data = converter.convert()
+    data = tflite_bytes(model, "int8", "uint8", rng.integers(0, 256, (32, 64, 64, 3)).astype(np.uint8))
     out.mkdir(parents=True, exist_ok=True)
     (out / "model_int8.tflite").write_bytes(data)
     (out / "labels.txt").write_text("a\nb\n")

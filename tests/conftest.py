@@ -71,13 +71,13 @@ def run_cli(*args: str, check: bool = False, timeout: float = 600, env: dict[str
 @pytest.fixture(scope="session")
 def tflite_models(trained_run: Path) -> Callable[[str], Path]:
     """``tflite_models(mode)``: trained_run converted to that mode, once per session per mode."""
-    from edgecls.convert.export import export_tflite
+    from edgecls.convert.export import convert_run
 
     made: dict[str, Path] = {}
 
     def get(mode: str) -> Path:
         if mode not in made:
-            made[mode] = export_tflite(trained_run, mode)
+            made[mode] = convert_run(trained_run, mode).path
         return made[mode]
 
     return get

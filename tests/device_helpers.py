@@ -4,12 +4,10 @@ TensorFlow (host side, fixtures only), and an MJPEG stream served by ffmpeg on l
 from __future__ import annotations
 
 import contextlib
-import io
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -42,27 +40,16 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path
 
 
 def convert_keras(model: object, path: Path, *, quant: str = "float32", seed: int = 0) -> Path:
-    """Convert a Keras model to a plain .tflite (no metadata): float32, or int8 with uint8/int8 I/O."""
-    import tensorflow as tf
+    """Convert a Keras model to a plain .tflite (no metadata): float32, or int8 with uint8/int8 I/O,
+    with edgecls's own conversion recipe calibrated on random pixels."""
+    from edgecls.convert.export import tflite_bytes
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    samples = None
     if quant != "float32":
-        rng = np.random.default_rng(seed)
         shape = tuple(int(x) for x in model.inputs[0].shape[1:])  # type: ignore[attr-defined]
-
-        def representative() -> Iterator[list[np.ndarray]]:
-            for _ in range(16):
-                yield [rng.integers(0, 256, (1, *shape)).astype(np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io_type = tf.uint8 if quant == "int8-uint8io" else tf.int8
-        converter.inference_input_type = io_type
-        converter.inference_output_type = io_type
-    with contextlib.redirect_stdout(io.StringIO()):
-        data = converter.convert()
-    path.write_bytes(data)
+        samples = np.random.default_rng(seed).integers(0, 256, (16, *shape)).astype(np.uint8)
+    mode = "float32" if quant == "float32" else "int8"
+    path.write_bytes(tflite_bytes(model, mode, "uint8" if quant == "int8-uint8io" else "int8", samples))
     return path
 
 

@@ -12,10 +12,10 @@ import pytest
 from edgecls.artifact import read_embedded
 from edgecls.convert.export import DYNAMIC_SHAPE_OPS, MODES
 from edgecls.convert.graph import read_graph
-from edgecls.convert.metadata import find_metadata, read_metadata
 from edgecls.convert.runner import TFLiteModel
 from edgecls.labels import read_labels
 from edgecls.model import LABELS_FILE
+from edgecls.tflite_metadata import find_metadata, read_metadata
 
 pytestmark = pytest.mark.slow
 

@@ -78,13 +78,13 @@ def test_parity_json_on_stdout_is_clean(trained_run: Path, demo_data: Path, tfli
 
 def test_parity_fails_with_exit_1_naming_the_figure(trained_run: Path, demo_data: Path, tmp_path: Path) -> None:
     """Calibrating on flat dark images (nothing like the data) gives an int8 model that must fail."""
-    from edgecls.convert.export import export_tflite
+    from edgecls.convert.export import convert_run
 
     for cls in ("circle", "cross"):
         (tmp_path / "flat" / cls).mkdir(parents=True)
         for i in range(5):
             cv2.imwrite(str(tmp_path / "flat" / cls / f"{i}.png"), np.full((64, 64, 3), 10 + i, np.uint8))
-    bad = export_tflite(trained_run, "int8", tmp_path / "bad_int8.tflite", data_dir=tmp_path / "flat")
+    bad = convert_run(trained_run, "int8", tmp_path / "bad_int8.tflite", data_dir=tmp_path / "flat").path
     proc = run_cli("parity", str(trained_run), "--data", str(demo_data / "test"), "--variants", str(bad),
                    "--json", str(tmp_path / "p.json"))
     assert proc.returncode == 1, proc.stderr

@@ -55,7 +55,7 @@ def rewrite(bundle: Path, out: Path, **arrays: np.ndarray) -> Path:
         items = list(b.items)
         images = [b.image_path(it).read_bytes() for it in items]
         current = {"tensors": b.tensors, "float_probs": b.float_probs, "int8_raw": b.int8_raw,
-                   "int8_dequant": b.int8_dequant, "int8_raw_builtin": b.int8_raw_builtin}
+                   "int8_raw_builtin": b.int8_raw_builtin}
         current.update(arrays)
         return write_bundle(out, model_name=b.model_name, model_sha256=b.model_sha256, edgetpu_sha256=b.edgetpu_sha256,
                             spec=b.spec, items=items, images=images, arrays=current, host=b.host,
@@ -114,9 +114,9 @@ def test_check_fails_on_a_float32_model(bundle: Path, int8_model: Path, float32_
 def test_check_fails_on_a_recalibrated_int8_model(trained_run: Path, bundle: Path, tmp_path: Path) -> None:
     """Same weights, same int8 format, another calibration: top-1 may well agree, but the
     raw outputs are not the host's, and the hash says why."""
-    from edgecls.convert.export import export_tflite
+    from edgecls.convert.export import convert_run
 
-    other = export_tflite(trained_run, "int8", tmp_path / "recal.tflite", calibration=16)
+    other = convert_run(trained_run, "int8", tmp_path / "recal.tflite", calibration=16).path
     proc, report = check(other, bundle, tmp_path)
     assert proc.returncode == 1
     assert not report["checks"]["hash"]["passed"]
@@ -182,7 +182,7 @@ def test_bundle_round_trip_keeps_tolerances(bundle: Path, tmp_path: Path) -> Non
                            edgetpu_sha256=None, spec=b.spec, items=list(b.items),
                            images=[b.image_path(it).read_bytes() for it in b.items],
                            arrays={"tensors": b.tensors, "float_probs": b.float_probs, "int8_raw": b.int8_raw,
-                                   "int8_dequant": b.int8_dequant, "int8_raw_builtin": b.int8_raw_builtin},
+                                   "int8_raw_builtin": b.int8_raw_builtin},
                            host=b.host, tolerances=tol)
     with open_bundle(out) as b2:
         assert b2.tolerances["min_top1_agreement"].value == 1.0

@@ -16,6 +16,7 @@ from collections.abc import Generator
 import cv2
 import numpy as np
 
+from edgecls.device.overlay import draw_label
 from edgecls.device.results import Frame, FrameStats, Prediction
 
 #: Preview frames per second at most: a browser needs no more, and each costs an encode.
@@ -39,10 +40,7 @@ def annotate(frame: Frame, prediction: Prediction, stats: FrameStats, width: int
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     else:
         image = image.copy()
-    text = f"{prediction.label} {prediction.score:.2f}  {stats.loop.fps:.1f} fps"
-    cv2.putText(image, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
-    cv2.putText(image, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
-    return image
+    return draw_label(image, prediction, stats)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:

@@ -12,8 +12,6 @@ beside the model, which the device runtime reads. Host only: imports TensorFlow.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import shutil
 from pathlib import Path
@@ -37,53 +35,16 @@ def cmd_train(run_dir: Path) -> int:
     return 0
 
 
-def _export_with_edgecls(run_dir: Path, out: Path) -> str | None:
-    """edgecls's own int8 export, if this tree has it; returns how the model was made."""
-    try:
-        from edgecls.convert.export import export_tflite  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    export_tflite(run_dir, "int8", out)
-    return "edgecls.convert.export.export_tflite(run, 'int8')"
+def _export_with_edgecls(run_dir: Path, out: Path) -> str:
+    """edgecls's own int8 export (the one conversion recipe); returns how the model was made."""
+    from edgecls.convert.export import convert_run
 
-
-def _export_scratch(run_dir: Path, out: Path) -> str:
-    import numpy as np
-    import tensorflow as tf
-
-    from edgecls.folders import scan_folder
-    from edgecls.images import load_model_input
-    from edgecls.model import build_model, load_keras_model
-    from edgecls.spec import load_spec
-
-    spec = load_spec(run_dir / "spec.json")
-    trained = load_keras_model(run_dir)
-    model = build_model(len(spec.labels), batch_size=1)  # static batch: no SHAPE/PACK ops
-    model.set_weights(trained.get_weights())
-    scan = scan_folder(Path(spec.train_dir or run_dir.with_name(run_dir.name + "-data") / "train"))
-    items = scan.items()
-    files = [path for path, _ in items[:: max(1, len(items) // REPRESENTATIVE)]][:REPRESENTATIVE]
-
-    def representative():  # type: ignore[no-untyped-def]
-        for path in files:
-            tensor = load_model_input(Path(path))
-            if tensor is not None:
-                yield [tensor[None].astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
-    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints "Saved artifact at ..."
-        out.write_bytes(converter.convert())
-    (out.parent / "labels.txt").write_text("".join(f"{label}\n" for label in spec.labels))
-    return "scratch TFLiteConverter (edgecls.convert.export not in this tree yet)"
+    convert_run(run_dir, "int8", out)
+    return "edgecls.convert.export.convert_run(run, 'int8')"
 
 
 def cmd_int8(run_dir: Path, out: Path) -> int:
-    how = _export_with_edgecls(run_dir, out) or _export_scratch(run_dir, out)
+    how = _export_with_edgecls(run_dir, out)
     out.with_suffix(".how").write_text(how + "\n")
     print(f"host_model: {out} ({out.stat().st_size} bytes) from {how}")
     return 0
