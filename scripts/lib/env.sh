@@ -59,3 +59,29 @@ ensure_legacy_venv() {
   rm -rf "$LEGACY_VENV"
   return 1
 }
+
+# A throw-away venv holding one standard client of TFLite classifiers (MediaPipe Tasks,
+# tflite-support), kept apart because they pin protobuf/numpy against TensorFlow's. Prints
+# the venv's python; returns non-zero (the reason on stderr) if it cannot be made, and the
+# interop tests then skip and say why.
+#   ensure_interop_venv .venv-mediapipe "mediapipe"
+ensure_interop_venv() {
+  local venv="$ROOT/$1" want="$2" py
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.edgecls-stamp" 2>/dev/null)" = "$want" ]; then
+    echo "$venv/bin/python"; return 0
+  fi
+  py="$(command -v python3.11 || command -v python3.10 || true)"
+  if [ -z "$py" ]; then
+    echo "note: no python3.10/3.11 for $want (no wheels for newer Pythons); its interop tests will skip" >&2
+    return 1
+  fi
+  echo "setting up $venv ($want) ..." >&2
+  rm -rf "$venv"
+  if "$py" -m venv "$venv" >&2 && "$venv/bin/python" -m pip install -q $want >&2; then
+    echo "$want" > "$venv/.edgecls-stamp"
+    echo "$venv/bin/python"; return 0
+  fi
+  echo "note: could not install $want into $venv; its interop tests will skip" >&2
+  rm -rf "$venv"
+  return 1
+}
