@@ -52,8 +52,10 @@ def test_graph_is_static(mode: str, tflite_models: Callable[[str], Path]) -> Non
 
 def test_int8_is_full_integer(int8_model: Path) -> None:
     ops = read_graph(int8_model.read_bytes())
+    # the sigmoid head is exported as [1 - p, p] (SUB, CONCATENATION) for standard clients
     assert [op.name for op in ops] == ["QUANTIZE", "CONV_2D", "MAX_POOL_2D", "CONV_2D", "MAX_POOL_2D", "RESHAPE",
-                                       "FULLY_CONNECTED", "FULLY_CONNECTED", "LOGISTIC", "QUANTIZE"]
+                                       "FULLY_CONNECTED", "FULLY_CONNECTED", "LOGISTIC", "QUANTIZE", "SUB",
+                                       "CONCATENATION", "QUANTIZE"]
     for op in ops:
         for t in op.inputs + op.outputs:
             assert t.dtype in ("int8", "uint8", "int32"), (op.name, t.name, t.dtype)
