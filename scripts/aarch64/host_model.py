@@ -3,10 +3,9 @@
     host_model.py train RUN_DIR               demo data + a short ``edgecls train`` (cached by the caller)
     host_model.py int8 RUN_DIR OUT.tflite     full-integer int8, uint8 in and out
 
-The int8 model comes from edgecls's own conversion (``edgecls.convert.export``) when it
-exists. Until then a scratch converter stands in: the same recipe (full int8, uint8 I/O,
-representative images through :func:`edgecls.images.load_model_input`) and a labels.txt
-beside the model, which the device runtime reads. Host only: imports TensorFlow.
+The int8 model comes from edgecls's own conversion (``convert_run``, the one conversion
+recipe), with its labels.txt beside it, which the device runtime reads. Host only:
+imports TensorFlow.
 """
 
 from __future__ import annotations
