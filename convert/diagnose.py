@@ -62,7 +62,8 @@ def diagnose(run_dir: Path, debug_x: np.ndarray, *, data_dir: Path | None = None
     import tensorflow as tf
 
     spec = load_spec(Path(run_dir) / SPEC_FILE)
-    twin = static_twin(load_keras_model(run_dir), spec)
+    # the trained layers only: [1 - p, p] has no weights, and its ops would crowd the list
+    twin = static_twin(load_keras_model(run_dir), spec, two_output_sigmoid=False)
     samples = calibration_images(spec, data_dir, calibration)
     debug = debug_x[:DEBUG_IMAGES]
 

@@ -128,7 +128,7 @@ def calibration_images(spec: ModelSpec, data_dir: Path | None, count: int, seed:
     return x
 
 
-def static_twin(model: Any, spec: ModelSpec) -> Any:
+def static_twin(model: Any, spec: ModelSpec, *, two_output_sigmoid: bool = True) -> Any:
     """The batch-1 copy of the trained model, with its weights.
 
     A sigmoid head (one unit, p of the second label) is exported as two outputs [1 - p, p]:
@@ -141,7 +141,7 @@ def static_twin(model: Any, spec: ModelSpec) -> Any:
         twin.set_weights(model.get_weights())
     except ValueError as err:
         raise ModelError(f"the run's model.keras is not edgecls's CNN for {n} labels ({err}): re-run 'edgecls train'") from err
-    if spec.head == "sigmoid":
+    if spec.head == "sigmoid" and two_output_sigmoid:
         keras = import_keras()
         p = twin.outputs[0]
         twin = keras.Model(twin.inputs, keras.layers.Concatenate(name="probabilities")([1.0 - p, p]))

@@ -81,7 +81,7 @@ def test_identical_in_both_runtimes(mode: str, tflite_models: Callable[[str], Pa
     rc, default, err = _run(Path(sys.executable), "ai_edge_litert", path, inputs, tmp_path)
     assert rc == 0, err
     assert old is not None and builtin is not None and default is not None
-    assert old.shape == (len(images), 1, 1)
+    assert old.shape == (len(images), 1, 2)  # a sigmoid head is exported as [1 - p, p]
     # like for like: tflite-runtime 2.14 runs float graphs on XNNPACK and int8 graphs on the
     # builtin kernels (its XNNPACK takes no int8 graph); ai-edge-litert then gives the same bits
     same, other = (builtin, default) if mode == "int8" else (default, builtin)
@@ -106,7 +106,7 @@ def test_dynamic_range_does_not_load_in_tflite_runtime_2_14(tflite_models: Calla
     assert rc == 3
     assert "Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'" in err
     rc, out, err = _run(Path(sys.executable), "ai_edge_litert", path, inputs, tmp_path)
-    assert rc == 0 and out is not None and out.shape == (4, 1, 1), err
+    assert rc == 0 and out is not None and out.shape == (4, 1, 2), err
 
 
 def test_legacy_venv_has_no_tensorflow() -> None:
