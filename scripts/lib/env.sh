@@ -38,50 +38,32 @@ ensure_venv() {  # ensure_venv EXTRAS (comma-separated, e.g. host,device,dev)
 # python on stdout; returns non-zero (with the reason on stderr) if it cannot be made.
 LEGACY_VENV="${EDGECLS_LEGACY_VENV:-$ROOT/.venv-legacy}"
 ensure_legacy_venv() {
-  local want="tflite-runtime==2.14.0 numpy<2"
-  if [ -x "$LEGACY_VENV/bin/python" ] && [ "$(cat "$LEGACY_VENV/.edgecls-stamp" 2>/dev/null)" = "$want" ]; then
-    echo "$LEGACY_VENV/bin/python"; return 0
-  fi
-  local py
-  py="$(command -v python3.11 || command -v python3.10 || true)"
-  if [ -z "$py" ]; then
-    echo "note: no python3.10/3.11 for tflite-runtime 2.14 (no wheels for newer Pythons); legacy runtime tests will skip" >&2
-    return 1
-  fi
-  echo "setting up $LEGACY_VENV (tflite-runtime 2.14, numpy<2) ..." >&2
-  rm -rf "$LEGACY_VENV"
-  if "$py" -m venv "$LEGACY_VENV" >&2 \
-     && "$LEGACY_VENV/bin/python" -m pip install -q "tflite-runtime==2.14.0" "numpy<2" >&2; then
-    echo "$want" > "$LEGACY_VENV/.edgecls-stamp"
-    echo "$LEGACY_VENV/bin/python"; return 0
-  fi
-  echo "note: could not install tflite-runtime 2.14 into $LEGACY_VENV; legacy runtime tests will skip" >&2
-  rm -rf "$LEGACY_VENV"
-  return 1
+  ensure_extra_venv "$LEGACY_VENV" "tflite-runtime==2.14.0 numpy<2"
 }
 
-# A throw-away venv holding one standard client of TFLite classifiers (MediaPipe Tasks,
-# tflite-support), kept apart because they pin protobuf/numpy against TensorFlow's. Prints
-# the venv's python; returns non-zero (the reason on stderr) if it cannot be made, and the
-# interop tests then skip and say why.
-#   ensure_interop_venv .venv-mediapipe "mediapipe"
-ensure_interop_venv() {
-  local venv="$ROOT/$1" want="$2" py
+# A throw-away venv with packages that must not meet the main venv's: tflite-runtime 2.14
+# (numpy<2), MediaPipe Tasks and tflite-support (they pin protobuf/numpy against
+# TensorFlow's). Prints the venv's python; returns non-zero (the reason on stderr) if it
+# cannot be made, and the tests that need it then skip and say why.
+#   ensure_extra_venv "$ROOT/.venv-mediapipe" "mediapipe"
+ensure_extra_venv() {
+  local venv="$1" want="$2" py
   if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.edgecls-stamp" 2>/dev/null)" = "$want" ]; then
     echo "$venv/bin/python"; return 0
   fi
   py="$(command -v python3.11 || command -v python3.10 || true)"
   if [ -z "$py" ]; then
-    echo "note: no python3.10/3.11 for $want (no wheels for newer Pythons); its interop tests will skip" >&2
+    echo "note: no python3.10/3.11 for $want (no wheels for newer Pythons); the tests that need it will skip" >&2
     return 1
   fi
   echo "setting up $venv ($want) ..." >&2
   rm -rf "$venv"
+  # shellcheck disable=SC2086  # $want is a list of requirements
   if "$py" -m venv "$venv" >&2 && "$venv/bin/python" -m pip install -q $want >&2; then
     echo "$want" > "$venv/.edgecls-stamp"
     echo "$venv/bin/python"; return 0
   fi
-  echo "note: could not install $want into $venv; its interop tests will skip" >&2
+  echo "note: could not install $want into $venv; the tests that need it will skip" >&2
   rm -rf "$venv"
   return 1
 }
