@@ -54,3 +54,6 @@ class RunOptions:
     serve: str | None = None
     serve_token: str | None = None
     capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE
+    #: Rotate --jsonl before it passes this many MiB (0: never); keep this many rotated files.
+    jsonl_max_mb: float = 0.0
+    jsonl_keep: int = 10

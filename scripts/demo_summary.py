@@ -24,7 +24,7 @@ def _load(path: Path) -> Any:
 
 def _video_run(out: Path) -> dict[str, float] | None:
     lines = (out / "run.jsonl").read_text(encoding="utf-8").splitlines() if (out / "run.jsonl").exists() else []
-    records = [json.loads(line) for line in lines if line.strip()]
+    records = [r for r in (json.loads(line) for line in lines if line.strip()) if "event" not in r]
     truth = _load(out / "camera.avi.truth.json")
     if not records or truth is None:
         return None
