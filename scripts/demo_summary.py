@@ -45,6 +45,11 @@ def main(out: Path) -> int:
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_column("from")
+    history = _load(run / "history.json")
+    if history:
+        stopped = "early stopping" if history["epochs"] < history.get("max_epochs", history["epochs"]) else "max epochs"
+        table.add_row(f"training: epochs run ({stopped}), best epoch kept",
+                      f"{history['epochs']}, best {history['best_epoch']}", "edgecls train")
     evaluation = _load(run / "evaluation.json")
     if evaluation:
         table.add_row("float (Keras) test accuracy", f"{evaluation['accuracy']:.2%}", "edgecls evaluate")
