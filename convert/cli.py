@@ -31,7 +31,7 @@ def _print_wide(console: Console, table: Table, width: int = 160) -> None:
     """Tables of many figures: print at least ``width`` columns wide, even when piped
     (rich assumes 80 then, and would squash every number into an ellipsis)."""
     wide = Console(file=console.file, width=max(console.width, width), force_terminal=console.is_terminal,
-                   no_color=console.no_color, highlight=False)
+                   no_color=console.no_color, highlight=False, markup=False)
     wide.print(table)
 
 
@@ -127,7 +127,7 @@ def convert(
     parity_check: Annotated[bool, typer.Option("--parity/--no-parity", help="int8 mode: finish with a parity check against float.")] = True,
 ) -> None:
     """Convert a trained run to a self-describing .tflite (labels and input spec inside)."""
-    from .export import check_options, convert_run, default_output
+    from .export import check_options, check_output_path, convert_run, default_output
 
     check_options(quantize, io_dtype, calibration)
     if target not in TARGETS:
@@ -136,6 +136,8 @@ def convert(
         raise DataError(f"--target edgetpu needs --quantize int8 (got {quantize}): the Edge TPU runs only 8-bit graphs")
     if quantize == "dynamic":
         err_console.print(styled("note:", "yellow", DYNAMIC_RUNTIME_NOTE), highlight=False, soft_wrap=True)
+    final = Path(out) if out is not None else default_output(run_dir, quantize)
+    check_output_path(final)  # before anything slow, and naming the path the user gave
     loaded: LoadedImages | None = None
     where: str | None = None
     report: ParityReport | None = None
@@ -157,7 +159,6 @@ def convert(
                 err_console.print(styled("note:", "yellow", "the run records no validation data: pass --val-data DIR for the parity check"))
             else:
                 loaded, where = found
-    final = Path(out) if out is not None else default_output(run_dir, quantize)
     # With a parity check, the artifact is staged under a hidden name and takes its real name
     # only once it passes: a failed check leaves the previous good artifact in place.
     staged = staged_artifact(final) if loaded is not None else final

@@ -75,7 +75,8 @@ def os_error_line(err: OSError) -> str:
     fix = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (disk quota)",
            errno.EROFS: "choose a writable location", errno.EACCES: "choose a writable location",
            errno.EIO: "check the disk"}.get(err.errno or 0, "check the path")
-    return f"cannot write{where}: {err.strerror or err}; {fix} and run again (nothing partial was kept)"
+    verb = "cannot write" if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else "failed"
+    return f"{verb}{where}: {err.strerror or err}; {fix} and run again (nothing partial was kept)"
 
 
 def _version(value: bool) -> None:
