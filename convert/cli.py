@@ -5,20 +5,24 @@ Tables go to stdout, except with ``--json -`` (JSON on stdout, the table on stde
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgecls.cli import app, err_console, handle_errors, out_console
+from edgecls.cli import app, err_console, handle_errors, out_console, styled
 from edgecls.errors import BackendError, DataError
 
 from . import field_cli  # noqa: F401  (registers 'field export' and 'field replay')
 from .export import DEFAULT_CALIBRATION, DYNAMIC_RUNTIME_NOTE, MODES, ExportResult
 from .parity import MAX_ACCURACY_DROP, MIN_TOP1_AGREEMENT, ParityReport
+
+if TYPE_CHECKING:
+    from edgecls.folders import LoadedImages
 
 TARGETS = ("cpu", "edgetpu")
 
@@ -27,7 +31,7 @@ def _print_wide(console: Console, table: Table, width: int = 160) -> None:
     """Tables of many figures: print at least ``width`` columns wide, even when piped
     (rich assumes 80 then, and would squash every number into an ellipsis)."""
     wide = Console(file=console.file, width=max(console.width, width), force_terminal=console.is_terminal,
-                   no_color=console.no_color, highlight=False)
+                   no_color=console.no_color, highlight=False, markup=False)
     wide.print(table)
 
 
@@ -68,7 +72,7 @@ def _finish_parity(report: ParityReport, json_out: str | None) -> None:
     elif json_out:
         atomic_write_text(Path(json_out), report.to_json())
     if not report.passed:
-        err_console.print(f"[bold red]parity failed:[/] {'; '.join(report.failures())}", highlight=False, soft_wrap=True)
+        err_console.print(styled("parity failed:", "bold red", '; '.join(report.failures())), highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -93,13 +97,13 @@ def _edgetpu(result: ExportResult) -> None:
     _print_wide(out_console, t)
     out_console.print(readiness.verdict(), highlight=False, soft_wrap=True)
     if not readiness.ready:
-        err_console.print("[bold red]error:[/] the int8 graph does not meet the Edge TPU's requirements (table above)")
+        err_console.print(styled("error:", "bold red", "the int8 graph does not meet the Edge TPU's requirements (table above)"))
         raise typer.Exit(1)
     target = result.path.with_name(f"{result.path.stem}_edgetpu.tflite")
     try:
         path, summary, _ = compile_edgetpu(result.path, target)
     except BackendError as err:
-        err_console.print(f"[yellow]note:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(styled("note:", "yellow", str(err)), highlight=False, soft_wrap=True)
         return
     out_console.print(f"compiled {path}: {summary.tpu_ops} of {summary.total_ops} ops on the Edge TPU, "
                       f"{summary.cpu_ops} on the CPU ({summary.subgraphs} TPU subgraph(s))", highlight=False, soft_wrap=True)
@@ -123,7 +127,7 @@ def convert(
     parity_check: Annotated[bool, typer.Option("--parity/--no-parity", help="int8 mode: finish with a parity check against float.")] = True,
 ) -> None:
     """Convert a trained run to a self-describing .tflite (labels and input spec inside)."""
-    from .export import check_options, convert_run
+    from .export import check_options, check_output_path, convert_run, default_output
 
     check_options(quantize, io_dtype, calibration)
     if target not in TARGETS:
@@ -131,29 +135,67 @@ def convert(
     if target == "edgetpu" and quantize != "int8":
         raise DataError(f"--target edgetpu needs --quantize int8 (got {quantize}): the Edge TPU runs only 8-bit graphs")
     if quantize == "dynamic":
-        err_console.print(f"[yellow]note:[/] {DYNAMIC_RUNTIME_NOTE}", highlight=False, soft_wrap=True)
-    with err_console.status(f"converting {run_dir} ({quantize}) ..."):
-        result = convert_run(run_dir, quantize, out, io_dtype=io_dtype, calibration=calibration, data_dir=data)
+        err_console.print(styled("note:", "yellow", DYNAMIC_RUNTIME_NOTE), highlight=False, soft_wrap=True)
+    final = Path(out) if out is not None else default_output(run_dir, quantize)
+    check_output_path(final)  # before anything slow, and naming the path the user gave
+    loaded: LoadedImages | None = None
+    where: str | None = None
+    report: ParityReport | None = None
+    if quantize == "int8" and parity_check:
+        from edgecls.evaluate import load_labelled
+        from edgecls.model import SPEC_FILE
+        from edgecls.spec import load_spec
+
+        from .export import check_run_dir
+        from .parity import validation_data
+
+        check_run_dir(run_dir)
+        spec = load_spec(Path(run_dir) / SPEC_FILE)
+        if val_data is not None:
+            loaded, where = load_labelled(val_data, spec, what="validation folder"), str(val_data)
+        else:
+            found = validation_data(run_dir, spec)
+            if found is None:
+                err_console.print(styled("note:", "yellow", "the run records no validation data: pass --val-data DIR for the parity check"))
+            else:
+                loaded, where = found
+    # With a parity check, the artifact is staged under a hidden name and takes its real name
+    # only once it passes: a failed check leaves the previous good artifact in place.
+    staged = staged_artifact(final) if loaded is not None else final
+    try:
+        with err_console.status(f"converting {run_dir} ({quantize}) ..."):
+            result = convert_run(run_dir, quantize, staged, io_dtype=io_dtype, calibration=calibration, data_dir=data)
+        if loaded is not None:
+            from .parity import parity
+
+            with err_console.status("checking parity against the float model ..."):
+                report = parity(run_dir, variants=[str(staged)], data=loaded, convert_missing=False)
+            report = replace(report, data=where or report.data, variants=tuple(
+                replace(v, name=str(final), path=str(final)) for v in report.variants))
+            if report.passed:
+                os.replace(staged, final)
+            result = replace(result, path=final)
+    finally:
+        if staged != final:
+            staged.unlink(missing_ok=True)
     _print_export(result)
+    if report is not None and not report.passed:
+        kept = f"the previous {final} is left in place" if final.exists() else f"{final} was not written"
+        err_console.print(styled("note:", "yellow", f"{kept}: the converted model failed its parity check"),
+                          highlight=False, soft_wrap=True)
+        _finish_parity(report, None)
     if target == "edgetpu":
         _edgetpu(result)
-    if quantize != "int8" or not parity_check:
-        return
-    from edgecls.evaluate import load_labelled
+    if report is not None:
+        _finish_parity(report, None)
 
-    from .parity import parity, validation_data
 
-    if val_data is not None:
-        loaded, where = load_labelled(val_data, result.spec, what="validation folder"), str(val_data)
-    else:
-        found = validation_data(run_dir, result.spec)
-        if found is None:
-            err_console.print("[yellow]note:[/] the run records no validation data: pass --val-data DIR for the parity check")
-            return
-        loaded, where = found
-    with err_console.status("checking parity against the float model ..."):
-        report = parity(run_dir, variants=[str(result.path)], data=loaded, convert_missing=False)
-    _finish_parity(replace(report, data=where), None)
+def staged_artifact(final: Path) -> Path:
+    """A hidden name beside ``final`` for an artifact not yet checked (removed by the next run if killed)."""
+    from edgecls.fsutil import clean_stale_staging, staging_name
+
+    clean_stale_staging(final.absolute().parent)
+    return final.with_name(f"{staging_name('convert')}.{final.name}")
 
 
 @app.command("parity")

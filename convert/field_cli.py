@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from edgecls.cli import err_console, field_app, handle_errors, out_console
 
@@ -78,7 +79,7 @@ def replay(
     for col in ("statistic", "training", "field", "distance", "limit", "status"):
         d.add_column(col, justify="left" if col == "statistic" else "right")
     for s in report.statistics:
-        d.add_row(s.name, s.train, s.field, f"{s.distance:.3f}", f"{s.limit:.3f}", "ok" if s.ok else "[bold red]DRIFT[/]")
+        d.add_row(s.name, s.train, s.field, f"{s.distance:.3f}", f"{s.limit:.3f}", "ok" if s.ok else Text("DRIFT", style="bold red"))
     out_console.print(d)
     out_console.print(f"quantization drift: {report.quantization_verdict}", highlight=False, soft_wrap=True)
     out_console.print(f"domain drift: {report.domain_verdict}", highlight=False, soft_wrap=True)

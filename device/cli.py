@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from edgecls.cli import app, err_console, handle_errors, out_console
+from edgecls.cli import app, err_console, handle_errors, out_console, styled
+from edgecls.redact import MaskSecretsFilter
 
 from . import field_cli  # noqa: F401  (registers 'edgecls field' and 'field check')
 from .options import DEFAULT_CAPTURE_SIZE, EDGETPU_DEVICE
@@ -32,6 +33,7 @@ def _setup_logging(verbose: bool = False) -> None:
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        handler.addFilter(MaskSecretsFilter())  # no stream password in a journal
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
@@ -44,7 +46,9 @@ def run(
     source: Annotated[str, typer.Option(help=SOURCE_HELP)] = "0",
     headless: Annotated[bool, typer.Option(help="No window: print results (and write --jsonl).")] = False,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many classified frames.")] = None,
-    jsonl: Annotated[Path | None, typer.Option(help="Write one JSON object per classified frame here, line by line.")] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="Append one JSON object per classified frame here, line by line.")] = None,
+    jsonl_max_mb: Annotated[float, typer.Option(help="Rotate --jsonl (gzip) before it passes this many MiB; 0: never.")] = 0.0,
+    jsonl_keep: Annotated[int, typer.Option(help="With --jsonl-max-mb: how many rotated files to keep.")] = 10,
     top_k: Annotated[int, typer.Option(help="Report the K most probable labels.")] = 1,
     threshold: Annotated[float, typer.Option(help="Report 'unknown' when the top score is below this.")] = 0.0,
     smooth: Annotated[int, typer.Option(help="Average probabilities over the last N frames.")] = 1,
@@ -81,6 +85,7 @@ def run(
         threshold=threshold, smooth=smooth, num_threads=num_threads, edgetpu=edgetpu, device=device,
         labels=labels, stats_every_s=stats_every, quiet=quiet, serve=serve, serve_token=serve_token,
         realtime=realtime, input_mean=input_mean, input_std=input_std,
+        jsonl_max_mb=jsonl_max_mb, jsonl_keep=jsonl_keep,
     ))
     err_console.print(
         f"done: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps, "
@@ -144,8 +149,8 @@ def doctor(
 
     report = diagnose(model)
     for check in report.checks:
-        mark = "[green]ok[/]  " if check.ok else ("[yellow]--[/]  " if not check.required else "[red]FAIL[/]")
-        out_console.print(f"{mark} {check.name}: {check.detail}", highlight=False, soft_wrap=True)
+        mark = ("ok  ", "green") if check.ok else (("--  ", "yellow") if not check.required else ("FAIL", "red"))
+        out_console.print(styled(mark[0], mark[1], f"{check.name}: {check.detail}"), highlight=False, soft_wrap=True)
         if not check.ok and check.fix:
             out_console.print(f"      fix: {check.fix}", highlight=False, soft_wrap=True)
     if not report.ok:

@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from edgecls.cli import err_console, field_app, handle_errors, out_console
+from edgecls.cli import err_console, field_app, handle_errors, out_console, styled
 
 from .options import EDGETPU_DEVICE
 
@@ -37,12 +38,12 @@ def check(
     for col in ("check", "figure", "limit", "status", "detail"):
         table.add_column(col, justify="left", overflow="fold")
     for row in report.rows:
-        table.add_row(row.name, row.figure, row.limit, "pass" if row.passed else "[bold red]FAIL[/]", row.detail)
+        table.add_row(row.name, row.figure, row.limit, "pass" if row.passed else Text("FAIL", style="bold red"), row.detail)
     out_console.print(table, width=max(out_console.width, 160))
     if json_out is not None:
         atomic_write_json(json_out, report.to_dict())
     if not report.passed:
-        err_console.print(f"[bold red]field check failed:[/] {'; '.join(report.failures())}", highlight=False, soft_wrap=True)
+        err_console.print(styled("field check failed:", "bold red", '; '.join(report.failures())), highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     out_console.print(f"field check passed: the device reproduces the host on {report.count} reference images",
                       highlight=False)

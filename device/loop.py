@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -40,6 +41,9 @@ log = logging.getLogger("edgecls.device")
 
 #: Frames in the moving window behind the reported fps.
 FPS_WINDOW = 30
+#: The most interpreter threads accepted: LiteRT segfaults creating 100000; more threads than
+#: a Pi's 4 cores (or any sane host's) only add contention.
+MAX_THREADS = 64
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,9 @@ def open_classifier(options: RunOptions) -> tuple[ModelInfo, Backend, Classifier
     """Model file, labels, backend and the IO checks; raises before any capture."""
     post = PostOptions(options.top_k, options.threshold, options.smooth)
     post.validate()
-    if options.num_threads < 1:
-        raise DataError(f"--num-threads must be at least 1, got {options.num_threads}")
+    if not 1 <= options.num_threads <= MAX_THREADS:
+        raise DataError(f"--num-threads must be from 1 to {MAX_THREADS} (this machine has {os.cpu_count()} cores), "
+                        f"got {options.num_threads}")
     check_tflite(options.model)
     # The interpreter loads the flatbuffer before labels are looked for, so a truncated
     # artifact (its embedded labels cut off) is reported as truncated, not as unlabelled.
@@ -161,6 +166,7 @@ def run_loop(reader: FrameReader, classifier: Classifier, sinks: Sequence[Sink],
             frame=frames, source_index=frame.index, ts=frame.ts, latency_ms=(now - frame.mono) * 1000.0,
             timings=StageTimings(capture_s * 1e3, pre_s * 1e3, inv_s * 1e3, post_s * 1e3),
             loop=LoopStats(fps, frames + 1, reader.dropped, reader.reconnects, reader.stalls),
+            file=frame.name,
         )
         for sink in sinks:
             sink.on_result(frame, tensor, prediction, stats)
@@ -173,6 +179,9 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     """``edgecls run``: check everything, then classify until done or told to stop."""
     if options.max_frames is not None and options.max_frames < 1:
         raise DataError(f"--max-frames must be at least 1, got {options.max_frames}")
+    if options.jsonl_max_mb < 0 or options.jsonl_keep < 1:
+        raise DataError(f"--jsonl-max-mb must be 0 or more and --jsonl-keep at least 1, got "
+                        f"{options.jsonl_max_mb} and {options.jsonl_keep}")
     info, backend, classifier = open_classifier(options)
     spec = parse_source(options.source)
     width, height = options.capture_size
@@ -186,15 +195,49 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     except BaseException:
         source.close()
         raise
+    try:
+        begin_sinks(sinks)  # opens --jsonl (append): only now, after every check has passed
+    except BaseException:
+        close_all([source, *sinks])
+        raise
     # Capture starts here: everything a user can get wrong has been checked above.
     reader = start_reader(source, spec, source_options, realtime=options.realtime, read_ahead=True)
     log.info("classifying %s with %s on %s (%s)", spec, info.path.name, backend.name, ", ".join(info.labels))
+    summary: RunSummary | None = None
     try:
         with stop_on_signals(stop):
             summary = run_loop(reader, classifier, sinks, stop, options.max_frames)
     finally:
+        end_sinks(sinks, summary, source)
         close_all([reader, *sinks, backend])
+    assert summary is not None
     return summary
+
+
+def begin_sinks(sinks: Sequence[Sink]) -> None:
+    """Sinks with a ``begin()`` (the JSONL file) open their output now."""
+    for sink in sinks:
+        begin = getattr(sink, "begin", None)
+        if begin is not None:
+            begin()
+
+
+def end_sinks(sinks: Sequence[Sink], summary: RunSummary | None, source: Any) -> None:
+    """Sinks with an ``end(summary)`` (the JSONL ``run_end`` record) get the run's totals."""
+    record: dict[str, object] = {"stopped_by": summary.stopped_by if summary else "error"}
+    if summary is not None:
+        record.update(frames=summary.frames, seconds=round(summary.seconds, 3), dropped=summary.dropped,
+                      reconnects=summary.reconnects, stalls=summary.stalls)
+    skipped = getattr(source, "skipped", None)
+    if skipped is not None:
+        record["skipped_files"] = len(skipped)
+    for sink in sinks:
+        end = getattr(sink, "end", None)
+        if end is not None:
+            try:
+                end(record)
+            except Exception as err:  # the summary line must not hide the run's own outcome
+                log.warning("could not write the run_end record: %s", err)
 
 
 def close_all(things: Sequence[Any]) -> None:

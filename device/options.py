@@ -61,3 +61,6 @@ class RunOptions:
     capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE
     input_mean: float | None = None
     input_std: float | None = None
+    #: Rotate --jsonl before it passes this many MiB (0: never); keep this many rotated files.
+    jsonl_max_mb: float = 0.0
+    jsonl_keep: int = 10

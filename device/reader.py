@@ -91,7 +91,8 @@ class DirectReader:
         if image is None:
             self.finished = True
             return None
-        frame = Frame(image, self.source.colour, self._index, time.time(), time.monotonic())
+        index, name = source_position(self.source, self._index)
+        frame = Frame(image, self.source.colour, index, time.time(), time.monotonic(), name)
         self._index += 1
         return frame
 
@@ -100,6 +101,14 @@ class DirectReader:
 
 
 _END = object()
+
+
+def source_position(source: FrameSource, counted: int) -> tuple[int, str | None]:
+    """The index and file name of the image just read: a folder source says which file it
+    was (so a skipped file does not shift the indexes after it); others are counted."""
+    index = getattr(source, "index", None)
+    name = getattr(source, "name", None)
+    return (index if isinstance(index, int) and index >= 0 else counted), (name if isinstance(name, str) else None)
 
 
 class ReadAheadReader:
@@ -140,7 +149,8 @@ class ReadAheadReader:
                 image = self.source.read()
                 if image is None:
                     break
-                if not self._put(Frame(image, self.source.colour, index, time.time(), time.monotonic())):
+                position, name = source_position(self.source, index)
+                if not self._put(Frame(image, self.source.colour, position, time.time(), time.monotonic(), name)):
                     return
                 index += 1
         except Exception as err:  # handed to the loop's thread, which raises it there

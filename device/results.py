@@ -22,6 +22,7 @@ class Frame:
     index: the source's sequence number (counts frames the reader dropped, so gaps show drops).
     ts: wall-clock capture time (``time.time()``), for logs and JSON.
     mono: ``time.monotonic()`` at capture, for ages and latencies.
+    name: the file it came from (folder sources), else None.
     """
 
     image: np.ndarray
@@ -29,6 +30,7 @@ class Frame:
     index: int
     ts: float
     mono: float
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,18 @@ class FrameStats:
     latency_ms: float
     timings: StageTimings
     loop: LoopStats
+    #: The file the frame came from (folder sources), else None.
+    file: str | None = None
 
 
 def result_record(prediction: Prediction, stats: FrameStats) -> dict[str, Any]:
     """The JSON object written per frame (``--jsonl``); sinks that log may reuse it."""
     t = stats.timings
+    named = {"file": stats.file} if stats.file is not None else {}
     return {
         "frame": stats.frame,
         "source_index": stats.source_index,
+        **named,
         "ts": round(stats.ts, 6),
         "label": prediction.label,
         "index": prediction.index,

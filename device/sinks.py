@@ -18,7 +18,6 @@ that returns the sink, or None when its option is off. The loop is not edited.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -31,8 +30,6 @@ from typing import IO, Protocol
 
 import cv2
 import numpy as np
-
-from edgecls.errors import OutputError
 
 from .model import ModelInfo
 from .options import RunOptions
@@ -59,32 +56,46 @@ class SinkContext:
 
 
 class JsonlSink:
-    """One JSON object per classified frame, written and flushed line by line, so a crash
-    or a kill loses at most the frame being classified."""
+    """One JSON object per classified frame, each line written whole (:mod:`.jsonl`), between
+    a ``run_start`` and a ``run_end`` record. The constructor only checks the path; the loop
+    calls :meth:`begin` once every check has passed, so a refused run never touches the file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_bytes: int = 0, keep: int = 10, ctx: SinkContext | None = None) -> None:
+        from .jsonl import JsonlWriter
+
         self.path = Path(path)
-        try:
-            if self.path.is_dir():
-                raise IsADirectoryError(21, "is a folder")
-            self._fh: IO[str] | None = open(self.path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
-        except OSError as err:
-            raise OutputError(f"cannot write --jsonl {path}: {err.strerror}; choose a writable file path") from err
+        self.ctx = ctx
+        self._writer = JsonlWriter(self.path, max_bytes=max_bytes, keep=keep)
+        self._open = False
+
+    def begin(self) -> None:
+        from .runlog import run_start_record
+
+        self._writer.open()
+        self._open = True
+        if self.ctx is not None:
+            self._writer.write(run_start_record(self.ctx.model, self.ctx.source))
 
     def on_result(self, frame: Frame, tensor: np.ndarray, prediction: Prediction, stats: FrameStats) -> None:
-        assert self._fh is not None
-        try:
-            self._fh.write(json.dumps(result_record(prediction, stats), separators=(",", ":")) + "\n")
-        except OSError as err:
-            raise OutputError(f"cannot write --jsonl {self.path}: {err.strerror}") from err
+        if not self._open:
+            self.begin()
+        self._writer.write(result_record(prediction, stats))
+
+    def end(self, summary: dict[str, object]) -> None:
+        """The ``run_end`` record: the run's totals and how many records a full disk cost."""
+        if self._open:
+            self._writer.write({"event": "run_end", "time": _utc_now(), **summary,
+                                "records_written": self._writer.written, "records_dropped": self._writer.dropped})
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.flush()
-            with contextlib.suppress(OSError):
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+        self._writer.close()
+        self._open = False
+
+
+def _utc_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class ConsoleSink:
@@ -164,7 +175,9 @@ def _console(options: RunOptions, ctx: SinkContext) -> Sink | None:
 
 
 def _jsonl(options: RunOptions, ctx: SinkContext) -> Sink | None:
-    return JsonlSink(options.jsonl) if options.jsonl is not None else None
+    if options.jsonl is None:
+        return None
+    return JsonlSink(options.jsonl, max_bytes=int(options.jsonl_max_mb * 1024 * 1024), keep=options.jsonl_keep, ctx=ctx)
 
 
 def _serve(options: RunOptions, ctx: SinkContext) -> Sink | None:

@@ -28,13 +28,14 @@ import cv2
 import numpy as np
 
 from edgecls.errors import DataError, SourceError
+from edgecls.images import extensions_text, iter_image_files, read_image_checked
 from edgecls.preprocess import ColourOrder
+from edgecls.redact import mask_secrets
 
 from .options import DEFAULT_CAPTURE_SIZE
 
 log = logging.getLogger("edgecls.device")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://", "srt://")
 
 
@@ -58,7 +59,8 @@ class SourceSpec:
     target: str
 
     def __str__(self) -> str:
-        return self.target if self.kind != "picamera2" else "picamera2"
+        """The target with any credentials masked: this is what messages and logs show."""
+        return mask_secrets(self.target) if self.kind != "picamera2" else "picamera2"
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,13 @@ def parse_source(text: str) -> SourceSpec:
         raise SourceError("empty --source: give a camera index, /dev/videoN, a video file, a folder, a URL or 'picamera2'")
     if text.lower() == "picamera2":
         return SourceSpec("picamera2", "picamera2")
+    path = Path(text)
+    # What exists on disk is what the user meant: a folder named "5" is a folder, and a
+    # file name containing "!" is a file, not a camera index or a GStreamer pipeline.
+    if path.is_dir() and not text.lower().startswith(URL_SCHEMES):
+        return SourceSpec("folder", text)
+    if path.is_file():
+        return SourceSpec("file", text)
     if text.isdigit():
         return SourceSpec("camera", text)
     if text.lower().startswith(URL_SCHEMES):
@@ -115,12 +124,7 @@ def parse_source(text: str) -> SourceSpec:
         return SourceSpec("gstreamer", text)
     if re.fullmatch(r"/dev/video\d+", text):
         return SourceSpec("camera", text)
-    path = Path(text)
-    if path.is_dir():
-        return SourceSpec("folder", text)
-    if path.is_file():
-        return SourceSpec("file", text)
-    raise SourceError(f"source {text!r} does not exist; {cameras_sentence()}")
+    raise SourceError(f"source {mask_secrets(text)!r} does not exist; {cameras_sentence()}")
 
 
 def opencv_has_gstreamer() -> bool:
@@ -154,7 +158,7 @@ class OpenCVSource:
     colour: ColourOrder = "bgr"
 
     def __init__(self, spec: SourceSpec, options: SourceOptions) -> None:
-        self.description = f"{spec.kind} {spec.target}"
+        self.description = f"{spec.kind} {spec}"
         self.live = spec.kind != "file"
         self.spec = spec
         self._first: np.ndarray | None = None
@@ -206,9 +210,9 @@ class OpenCVSource:
         if spec.kind == "camera":
             return f"cannot open camera {spec.target}; {cameras_sentence()}"
         if spec.kind == "url":
-            return f"cannot open stream {spec.target}: nothing answered or it is not a video stream; check the URL and that the camera is on"
+            return f"cannot open stream {spec}: nothing answered or it is not a video stream; check the URL and that the camera is on"
         if spec.kind == "gstreamer":
-            return f"cannot open GStreamer pipeline {spec.target!r}: test it with gst-launch-1.0 first"
+            return f"cannot open GStreamer pipeline {str(spec)!r}: test it with gst-launch-1.0 first"
         return f"cannot open video {spec.target}: not a video file OpenCV can decode"
 
     def read(self) -> np.ndarray | None:
@@ -229,7 +233,10 @@ class OpenCVSource:
 
 
 class FolderSource:
-    """Every image in a folder, in name order (BGR, decoded by OpenCV); unreadable files are skipped."""
+    """Every image in a folder, in name order, decoded by :func:`edgecls.images.read_image_checked`
+    (the reader training uses, with its pixel limit). An unreadable or oversized file gets one
+    warning and is counted in ``skipped``; ``index`` stays its position in the folder, so the
+    files after it keep their indexes, and ``name`` says which file each frame came from."""
 
     colour: ColourOrder = "bgr"
     live = False
@@ -237,20 +244,25 @@ class FolderSource:
     def __init__(self, spec: SourceSpec, options: SourceOptions) -> None:
         folder = Path(spec.target)
         self.description = f"folder {folder}"
-        self.files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = list(iter_image_files(folder))
         if not self.files:
-            raise SourceError(f"folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}): point --source at a folder of images")
+            raise SourceError(f"folder {folder} has no images ({extensions_text()}): point --source at a folder of images")
         self.skipped: list[Path] = []
         self._next = 0
+        #: Position in ``files`` and file name of the image :meth:`read` returned last.
+        self.index = -1
+        self.name: str | None = None
 
     def read(self) -> np.ndarray | None:
         while self._next < len(self.files):
             path = self.files[self._next]
             self._next += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image, why = read_image_checked(path)
             if image is not None:
+                self.index, self.name = self._next - 1, path.name
                 return image
             self.skipped.append(path)
+            log.warning("skipped %s: %s (%d skipped so far)", path, why, len(self.skipped))
         return None
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import tarfile
@@ -54,6 +55,14 @@ ARRAY_FILES = {
     "int8_raw_builtin": "int8_raw_builtin.npy",
 }
 ARCHIVE_SUFFIXES = (".tar", ".zip")
+#: Bounds on what a bundle may make the device unpack and parse (a bundle crosses a network
+#: boundary, so it is hostile until proven otherwise). A default export of 200 images is a
+#: few MB; these leave two orders of magnitude.
+MAX_EXTRACTED_BYTES = 512 << 20
+MAX_MEMBERS = 20_000
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_MANIFEST_DEPTH = 32
+MAX_ARRAY_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -211,28 +220,73 @@ def _pack(folder: Path, suffix: str) -> bytes:
 
 def _safe_member(name: str) -> bool:
     path = PurePosixPath(name)
-    return not path.is_absolute() and ".." not in path.parts
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
+
+
+def _archive_members(archive: Path) -> list[tuple[str, int, bool]]:
+    """(name, size, is_dir) of every member; links and special files are refused."""
+    if archive.suffix.lower() == ".zip":
+        with zipfile.ZipFile(archive) as zf:
+            return [(i.filename.rstrip("/"), i.file_size, i.is_dir()) for i in zf.infolist()]
+    with tarfile.open(archive) as tf:
+        members = tf.getmembers()
+    bad = [m.name for m in members if not (m.isfile() or m.isdir())]
+    if bad:
+        raise DataError(f"bundle {archive} has links or special files ({bad[0]}): it was not written by edgecls")
+    return [(m.name.rstrip("/"), m.size, m.isdir()) for m in members]
+
+
+def _read_member(archive: Path, name: str) -> bytes:
+    if archive.suffix.lower() == ".zip":
+        with zipfile.ZipFile(archive) as zf, zf.open(name) as fh:
+            return fh.read(MAX_MANIFEST_BYTES + 1)
+    with tarfile.open(archive) as tf:
+        member = tf.extractfile(name)
+        return member.read(MAX_MANIFEST_BYTES + 1) if member is not None else b""
+
+
+def _check_archive(archive: Path) -> None:
+    """Before anything is unpacked: bounded size and count, safe paths, and only the files the
+    manifest lists (plus the manifest and their folders)."""
+    members = _archive_members(archive)
+    if len(members) > MAX_MEMBERS:
+        raise DataError(f"bundle {archive} has {len(members):,} members, over {MAX_MEMBERS:,}: it was not written by edgecls")
+    bad = [n for n, _, _ in members if not _safe_member(n)]
+    if bad:
+        raise DataError(f"bundle {archive} has unsafe member paths ({bad[0]}): it was not written by edgecls")
+    total = sum(size for _, size, _ in members)
+    if total > MAX_EXTRACTED_BYTES:
+        raise DataError(f"bundle {archive} would unpack to {total:,} bytes, over the limit of {MAX_EXTRACTED_BYTES:,}: "
+                        "it was not written by edgecls")
+    manifests = [n for n, _, d in members if not d and PurePosixPath(n).name == MANIFEST and len(PurePosixPath(n).parts) <= 2]
+    if len(manifests) != 1:
+        raise DataError(f"bundle {archive} is incomplete: {MANIFEST} is missing; export it again with 'edgecls field export'")
+    prefix = str(PurePosixPath(manifests[0]).parent)
+    prefix = "" if prefix == "." else prefix + "/"
+    manifest = _parse_manifest(_read_member(archive, manifests[0]), archive)
+    files = manifest.get("files")
+    listed = set(files) if isinstance(files, dict) else set()
+    allowed = {prefix + name for name in listed} | {manifests[0]}
+    folders = {str(p) for n in allowed for p in PurePosixPath(n).parents if str(p) != "."}
+    extra = [n for n, _, d in members if n not in allowed and not (d and n in folders)]
+    if extra:
+        raise DataError(f"bundle {archive} holds files its manifest does not list ({extra[0]}): "
+                        "it was changed after export; export it again")
 
 
 def _extract(archive: Path, into: Path) -> None:
-    """Unpack a .tar or .zip, refusing links and paths that leave the folder."""
+    """Unpack a .tar or .zip after :func:`_check_archive`, refusing links and paths that leave the folder."""
     try:
+        _check_archive(archive)
         if archive.suffix.lower() == ".zip":
             with zipfile.ZipFile(archive) as zf:
-                bad = [n for n in zf.namelist() if not _safe_member(n)]
-                if bad:
-                    raise DataError(f"bundle {archive} has unsafe member paths ({bad[0]}): it was not written by edgecls")
                 zf.extractall(into)
         else:
             with tarfile.open(archive) as tf:
-                members = tf.getmembers()
-                bad = [m.name for m in members if not (m.isfile() or m.isdir()) or not _safe_member(m.name)]
-                if bad:
-                    raise DataError(f"bundle {archive} has links or unsafe paths ({bad[0]}): it was not written by edgecls")
                 # links and escaping paths are refused above; Python >= 3.11.4 also filters itself
                 extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tf.extractall(into, members=members, **extra)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
+                tf.extractall(into, members=tf.getmembers(), **extra)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, KeyError) as err:
         raise DataError(
             f"bundle {archive} is not a readable {archive.suffix} archive ({type(err).__name__}: {err}): "
             "it is truncated or corrupt; copy it again"
@@ -271,16 +325,41 @@ def _get(manifest: dict[str, Any], key: str, kind: type | tuple[type, ...], wher
     return value
 
 
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(item, dict):
+            stack.extend((v, d + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, d + 1) for v in item)
+    return deepest
+
+
+def _parse_manifest(data: bytes, where: Path) -> dict[str, Any]:
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise DataError(f"bundle {where} is corrupt: {MANIFEST} is over {MAX_MANIFEST_BYTES:,} bytes; export it again")
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"bundle {where} is corrupt: {MANIFEST} is not valid JSON ({err}); export it again") from err
+    except RecursionError as err:
+        raise DataError(f"bundle {where} is corrupt: {MANIFEST} is nested too deeply; export it again") from err
+    if _depth(manifest) > MAX_MANIFEST_DEPTH:
+        raise DataError(f"bundle {where} is corrupt: {MANIFEST} is nested deeper than {MAX_MANIFEST_DEPTH}; export it again")
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise DataError(f"{where} is not an edgecls field bundle ({MANIFEST} lacks format {BUNDLE_FORMAT!r})")
+    return manifest
+
+
 def _read_manifest(root: Path, where: Path) -> dict[str, Any]:
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise DataError(f"bundle {where} is incomplete: {MANIFEST} is missing; export it again with 'edgecls field export'")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"bundle {where} is corrupt: {MANIFEST} is not valid JSON ({err}); export it again") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise DataError(f"{where} is not an edgecls field bundle ({MANIFEST} lacks format {BUNDLE_FORMAT!r})")
+    with open(manifest_path, "rb") as fh:
+        manifest = _parse_manifest(fh.read(MAX_MANIFEST_BYTES + 1), where)
     version = _get(manifest, "version", int, where)
     if version > BUNDLE_VERSION:
         raise DataError(f"bundle {where} has version {version}; this edgecls reads up to {BUNDLE_VERSION}: upgrade edgecls")
@@ -288,6 +367,12 @@ def _read_manifest(root: Path, where: Path) -> dict[str, Any]:
 
 
 def _check_files(root: Path, where: Path, files: dict[str, Any]) -> None:
+    base = root.resolve()
+    for name in files:
+        inside = (root / name).resolve()
+        if not _safe_member(str(name)) or (inside != base and base not in inside.parents):
+            raise DataError(f"bundle {where} is corrupt: {MANIFEST} names {name!r}, outside the bundle; "
+                            "it was not written by edgecls")
     missing = [name for name in files if not (root / name).is_file()]
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
@@ -301,9 +386,27 @@ def _check_files(root: Path, where: Path, files: dict[str, Any]) -> None:
 
 
 def _load_array(root: Path, where: Path, name: str) -> np.ndarray:
+    """np.load after reading the header: a plain dtype, and a shape that matches the file's size
+    (a 100-byte file can declare a terabyte), within :data:`MAX_ARRAY_BYTES`."""
+    path = root / name
     try:
-        return np.load(root / name, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            offset = fh.tell()
+        if dtype.hasobject or not dtype.isbuiltin or len(shape) > 8:
+            raise ValueError(f"dtype {dtype}, shape {shape} is not plain numbers")
+        nbytes = math.prod(shape) * dtype.itemsize if all(d >= 0 for d in shape) else -1
+        size = path.stat().st_size - offset
+        if nbytes < 0 or nbytes > MAX_ARRAY_BYTES or nbytes != size:
+            raise ValueError(f"its header declares shape {shape} ({nbytes:,} bytes) but it holds {size:,}")
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, OverflowError) as err:
         raise DataError(f"bundle {where} is corrupt: {name} is not a readable .npy ({err}); export it again") from err
 
 

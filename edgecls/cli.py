@@ -7,6 +7,7 @@ stderr and a non-zero exit; nothing here prints a traceback for a user mistake.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from collections.abc import Callable
@@ -16,11 +17,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from edgecls import __version__
 from edgecls.errors import EdgeclsError
-from edgecls.train import (
-    TrainOptions,  # its defaults are the CLI's (numpy only: TF loads in train())
+from edgecls.redact import mask_secrets
+from edgecls.train import (  # its defaults are the CLI's (numpy only: TF loads in train())
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_PATIENCE,
+    TrainOptions,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,6 +37,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# markup=False: a message is printed as written. Rich markup would eat square brackets in
+# user values ('pip install "edgecls[serve]"' printed as 'pip install "edgecls"', a class
+# folder "photos [old]" as "photos "); colour goes through :func:`styled` instead.
 #: ``edgecls field ...``, assembled here once: ``field check`` registers from the device
 #: package, ``field export`` and ``field replay`` from convert, neither importing the other.
 field_app = typer.Typer(
@@ -39,12 +47,17 @@ field_app = typer.Typer(
     help="Field parity: bundle reference images on the host, check the device against them, replay live frames.",
 )
 app.add_typer(field_app)
-err_console = Console(stderr=True)
-out_console = Console()
+err_console = Console(stderr=True, markup=False)
+out_console = Console(markup=False)
+
+
+def styled(prefix: str, style: str, message: str = "") -> Text:
+    """``prefix`` in ``style``, then ``message`` verbatim (credentials masked): colour without markup."""
+    return Text.assemble((prefix, style), (" " + mask_secrets(message)) if message else "")
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(styled("error:", "bold red", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -57,11 +70,25 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except EdgeclsError as err:
             fail(str(err), err.exit_code)
+        except OSError as err:
+            # A full disk, a read-only or vanished mount met mid-work: outputs are staged and
+            # renamed, so nothing partial was kept; say what and where in one line.
+            fail(os_error_line(err), 1)
         except KeyboardInterrupt:
             fail("interrupted: nothing partial was written", 130)
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an OSError that reached the CLI: what, where, and the fix."""
+    where = f" {err.filename}" if err.filename else ""
+    fix = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (disk quota)",
+           errno.EROFS: "choose a writable location", errno.EACCES: "choose a writable location",
+           errno.EIO: "check the disk"}.get(err.errno or 0, "check the path")
+    verb = "cannot write" if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else "failed"
+    return f"{verb}{where}: {err.strerror or err}; {fix} and run again (nothing partial was kept)"
 
 
 def _version(value: bool) -> None:
@@ -122,7 +149,9 @@ def demo_video(
 def train(
     data_dir: Annotated[Path, typer.Argument(help="Folder with one subfolder of images per class.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (model, labels, spec, history, curves).")],
-    epochs: Annotated[int, typer.Option(help="Passes over the data (the article uses 5).")] = TrainOptions.epochs,
+    epochs: Annotated[int | None, typer.Option(help="Exactly this many passes (the article: --epochs 5). Default: until validation stops improving.")] = None,
+    patience: Annotated[int, typer.Option(help="Without --epochs: stop after this many epochs without a better validation accuracy.")] = DEFAULT_PATIENCE,
+    max_epochs: Annotated[int, typer.Option(help="Without --epochs: the most epochs to run.")] = DEFAULT_MAX_EPOCHS,
     val_dir: Annotated[Path | None, typer.Option(help="Separate validation folder with the same classes.")] = None,
     val_split: Annotated[float, typer.Option(help="Fraction held out for validation when no --val-dir.")] = TrainOptions.val_split,
     seed: Annotated[int, typer.Option(help="Seed for split, shuffling, augmentation and weights.")] = TrainOptions.seed,
@@ -133,11 +162,13 @@ def train(
 
     _quiet_tensorflow()
 
-    result = run_train(data_dir, out, TrainOptions(epochs=epochs, val_dir=val_dir, val_split=val_split,
-                                                   seed=seed, force=force), err_console)
+    fixed = epochs is not None
+    result = run_train(data_dir, out, TrainOptions(epochs=epochs if epochs is not None else max_epochs,
+                                                   patience=0 if fixed else patience,
+                                                   val_dir=val_dir, val_split=val_split, seed=seed, force=force), err_console)
     out_console.print(
-        f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.2%}; "
-        f"run folder {result.run_dir}"
+        f"{result.epochs_run} epochs run; best epoch {result.best_epoch}: validation accuracy "
+        f"{result.best_val_accuracy:.2%}; run folder {result.run_dir}"
     )
 
 

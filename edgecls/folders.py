@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edgecls.errors import DataError
-from edgecls.images import iter_image_files, load_model_input
+from edgecls.images import extensions_text, iter_image_files, load_model_input
+from edgecls.labels import check_label
 from edgecls.preprocess import INPUT_SIZE
 
 
@@ -63,10 +64,11 @@ def scan_folder(root: Path, *, what: str = "data folder", min_classes: int = 2) 
         )
     files = []
     for d in class_dirs:
-        found = tuple(iter_image_files(d))
+        check_label(d.name, str(d))
+        found = tuple(iter_image_files(d, recursive=True))
         if not found:
             raise DataError(
-                f"class folder {d} has no image files (.jpg .jpeg .png .bmp .gif .webp): add images or remove it"
+                f"class folder {d} has no image files ({extensions_text()}): add images or remove it"
             )
         files.append(found)
     return FolderScan(root, tuple(d.name for d in class_dirs), tuple(files))

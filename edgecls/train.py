@@ -24,14 +24,21 @@ from edgecls.labels import write_labels
 from edgecls.model import LABELS_FILE, MODEL_FILE, SPEC_FILE, build_model, import_keras
 from edgecls.spec import ModelSpec, save_spec
 
-#: The article trains for 5 epochs.
+#: The article trains for 5 epochs (``--epochs 5``; the library's default).
 DEFAULT_EPOCHS = 5
+#: Without --epochs the CLI trains until validation accuracy has not improved for
+#: DEFAULT_PATIENCE epochs, at most DEFAULT_MAX_EPOCHS, and keeps the best epoch: after the
+#: article's 5 epochs the built-in data's validation accuracy is still climbing.
+DEFAULT_PATIENCE = 3
+DEFAULT_MAX_EPOCHS = 30
 STEPS_PER_EXECUTION = 16
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """epochs: passes over the training set (>= 1).
+    """epochs: passes over the training set (>= 1); with ``patience`` the most it may run.
+    patience: stop once validation accuracy has not improved for this many epochs (0: run
+    all ``epochs``, as the article does). The saved model is the best epoch's either way.
     val_dir: a separate validation folder with the same class folders; else val_split is used.
     val_split: fraction of DATA_DIR held out (stratified) when no val_dir is given, in (0, 1).
     seed: seeds the split, the shuffles, the augmentation and the weights.
@@ -40,6 +47,7 @@ class TrainOptions:
     """
 
     epochs: int = DEFAULT_EPOCHS
+    patience: int = 0
     val_dir: Path | None = None
     val_split: float = 0.2
     seed: int = 0
@@ -49,6 +57,8 @@ class TrainOptions:
     def validate(self) -> None:
         if self.epochs < 1:
             raise DataError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.patience < 0:
+            raise DataError(f"--patience must be 0 or more, got {self.patience}")
         if not 0.0 < self.val_split < 1.0:
             raise DataError(f"--val-split must be between 0 and 1 (exclusive), got {self.val_split}")
         if self.batch_size < 1:
@@ -66,6 +76,8 @@ class TrainResult:
     val_count: int
     skipped: tuple[Path, ...]
     images_per_second: tuple[float, ...]
+    #: Epochs actually run (fewer than ``TrainOptions.epochs`` when early stopping ended it).
+    epochs_run: int = 0
 
 
 def split_validation(loaded: LoadedImages, fraction: float, seed: int) -> tuple[LoadedImages, LoadedImages]:
@@ -73,6 +85,12 @@ def split_validation(loaded: LoadedImages, fraction: float, seed: int) -> tuple[
     val_idx = []
     for c in np.unique(loaded.y):
         idx = rng.permutation(np.flatnonzero(loaded.y == c))
+        if len(idx) < 2:
+            where = loaded.paths[idx[0]].parent if len(idx) else "a class folder"
+            raise DataError(
+                f"class folder {where} has {len(idx)} readable image: holding some out for validation "
+                "needs at least 2 per class (dozens to learn anything); add images or give --val-dir"
+            )
         val_idx.extend(idx[: max(1, round(len(idx) * fraction))].tolist())
     mask = np.zeros(len(loaded.y), bool)
     mask[val_idx] = True
@@ -162,7 +180,7 @@ def _load_data(data_dir: Path, options: TrainOptions) -> tuple[FolderScan, Loade
 
 def train(data_dir: Path, run_dir: Path, options: TrainOptions, console: Console | None = None) -> TrainResult:
     """Train the article's CNN on DATA_DIR and write a complete RUN_DIR."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, markup=False)
     options.validate()
     check_writable_dir(run_dir, force=options.force, what="run folder")
     scan, tr, va, skipped = _load_data(Path(data_dir), options)
@@ -194,10 +212,14 @@ def train(data_dir: Path, run_dir: Path, options: TrainOptions, console: Console
         )
         train_ds = train_dataset(tr.x, tr.y, seed=options.seed, batch_size=options.batch_size)
         _warm_up_quietly(train_ds)
+        callbacks = [report, best]
+        if options.patience > 0:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=options.patience, restore_best_weights=True))
         fit = model.fit(
             train_ds,
             validation_data=eval_dataset(va.x, va.y),
-            epochs=options.epochs, verbose=0, callbacks=[report, best], shuffle=False,
+            epochs=options.epochs, verbose=0, callbacks=callbacks, shuffle=False,
         )
         history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
         best_epoch = int(np.argmax(history["val_accuracy"]))
@@ -206,7 +228,8 @@ def train(data_dir: Path, run_dir: Path, options: TrainOptions, console: Console
         save_spec(staged.path / SPEC_FILE, spec)
         write_labels(staged.path / LABELS_FILE, labels)
         atomic_write_json(staged.path / "history.json", {
-            "epochs": options.epochs, "batch_size": options.batch_size, "seed": options.seed,
+            "epochs": len(history["val_accuracy"]), "max_epochs": options.epochs, "patience": options.patience,
+            "batch_size": options.batch_size, "seed": options.seed,
             # where the validation images came from, so conversion can re-check parity on them
             "val_dir": str(Path(options.val_dir).resolve()) if options.val_dir is not None else None,
             "val_split": None if options.val_dir is not None else options.val_split,
@@ -224,4 +247,5 @@ def train(data_dir: Path, run_dir: Path, options: TrainOptions, console: Console
         run_dir=Path(run_dir), labels=labels, history=history, best_epoch=best_epoch + 1,
         best_val_accuracy=history["val_accuracy"][best_epoch], train_count=len(tr.y),
         val_count=len(va.y), skipped=skipped, images_per_second=tuple(report.images_per_second),
+        epochs_run=len(history["val_accuracy"]),
     )

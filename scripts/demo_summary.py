@@ -24,7 +24,7 @@ def _load(path: Path) -> Any:
 
 def _video_run(out: Path) -> dict[str, float] | None:
     lines = (out / "run.jsonl").read_text(encoding="utf-8").splitlines() if (out / "run.jsonl").exists() else []
-    records = [json.loads(line) for line in lines if line.strip()]
+    records = [r for r in (json.loads(line) for line in lines if line.strip()) if "event" not in r]
     truth = _load(out / "camera.avi.truth.json")
     if not records or truth is None:
         return None
@@ -45,6 +45,11 @@ def main(out: Path) -> int:
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_column("from")
+    history = _load(run / "history.json")
+    if history:
+        stopped = "early stopping" if history["epochs"] < history.get("max_epochs", history["epochs"]) else "max epochs"
+        table.add_row(f"training: epochs run ({stopped}), best epoch kept",
+                      f"{history['epochs']}, best {history['best_epoch']}", "edgecls train")
     evaluation = _load(run / "evaluation.json")
     if evaluation:
         table.add_row("float (Keras) test accuracy", f"{evaluation['accuracy']:.2%}", "edgecls evaluate")

@@ -71,7 +71,7 @@ def test_device_install_runs_without_tensorflow(device_venv: Path, tmp_path_fact
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = out.read_text().splitlines()
-    assert len(lines) == 15 and json.loads(lines[-1])["label"] in ("cat", "dog")
+    assert len(lines) == 15 + 2 and json.loads(lines[-2])["label"] in ("cat", "dog")  # + run_start, run_end
     # The same interpreter, asked directly: importing the whole runtime pulls in no TensorFlow.
     check = subprocess.run([str(python), "-c", "import sys, edgecls.device.cli, edgecls.device.loop; "
                             "print(sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras'))))"],

@@ -279,7 +279,7 @@ def test_run_video_file_with_serve(int8_model: Path, video: Path, tmp_path: Path
     out = tmp_path / "r.jsonl"
     proc = run_cli("run", "--model", str(int8_model), "--source", str(video), "--headless", "--quiet",
                    "--jsonl", str(out), "--serve", f"127.0.0.1:{free_port()}", check=True, timeout=60)
-    assert len(out.read_text().splitlines()) == 30 and "done: 30 frames" in proc.stderr
+    assert len(out.read_text().splitlines()) == 30 + 2 and "done: 30 frames" in proc.stderr  # + run_start, run_end
     assert "preview on http://127.0.0.1:" in proc.stderr
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from typing import Any
 
@@ -24,6 +23,7 @@ from edgecls.device.litert import runtime
 from edgecls.device.model import ModelInfo
 from edgecls.device.options import RunOptions
 from edgecls.device.results import Frame, FrameStats, Prediction, result_record
+from edgecls.redact import mask_secrets
 
 from .metrics import Metrics
 from .preview import Preview
@@ -40,7 +40,7 @@ HISTORY = 10
 
 def public_source(source: str) -> str:
     """The source as viewers may see it: a URL's user and password (rtsp://user:pw@cam/...) hidden."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", source)
+    return mask_secrets(source)
 
 
 def backend_name(options: RunOptions) -> str:

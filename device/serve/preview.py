@@ -96,12 +96,31 @@ class Preview:
                 self.encoded += 1
                 self._cond.notify_all()
 
-    def frames(self, idle_timeout: float = 1.0) -> Generator[bytes | None, None, None]:
-        """Each newly encoded JPEG for one viewer, newest only; None when nothing new came
-        within ``idle_timeout`` (the caller may send a keep-alive). Ends when closed."""
+    def admit(self, limit: int) -> bool:
+        """Count one more viewer if fewer than ``limit`` watch: checked and taken under one
+        lock, so 200 clients arriving at once cannot all pass the check before any counts."""
         with self._cond:
+            if self._viewers >= limit:
+                return False
             self._viewers += 1
             self._wanted.set()
+            return True
+
+    def release(self) -> None:
+        """The viewer :meth:`admit` counted has gone."""
+        with self._cond:
+            self._viewers -= 1
+            if self._viewers == 0:
+                self._wanted.clear()
+
+    def frames(self, idle_timeout: float = 1.0, *, counted: bool = True) -> Generator[bytes | None, None, None]:
+        """Each newly encoded JPEG for one viewer, newest only; None when nothing new came
+        within ``idle_timeout`` (the caller may send a keep-alive). Ends when closed.
+        ``counted=False``: the caller already :meth:`admit`-ted this viewer and releases it."""
+        if counted:
+            with self._cond:
+                self._viewers += 1
+                self._wanted.set()
         seen = 0
 
         def ready() -> bool:
@@ -117,10 +136,8 @@ class Preview:
                     seen, jpeg = self._seq, self._jpeg
                 yield jpeg if fresh else None
         finally:
-            with self._cond:
-                self._viewers -= 1
-                if self._viewers == 0:
-                    self._wanted.clear()
+            if counted:
+                self.release()
 
     def close(self) -> None:
         with self._cond:

@@ -228,14 +228,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stream(self, body: bool) -> None:
         preview = self.server.app.preview
-        if preview.viewers >= MAX_VIEWERS:
+        if not preview.admit(MAX_VIEWERS):
             self._send(503, f"503 busy: {MAX_VIEWERS} viewers already watch; try again later\n".encode(), body=body)
             return
         try:
             self._headers(200, "multipart/x-mixed-replace; boundary=frame")
             if not body:
                 return
-            frames = preview.frames()
+            frames = preview.frames(counted=False)
             try:
                 for jpeg in frames:
                     if jpeg is not None:
@@ -245,4 +245,6 @@ class Handler(BaseHTTPRequestHandler):
                 frames.close()
         except OSError:  # disconnected mid-stream, or too slow to take a frame within the timeout
             pass
+        finally:
+            preview.release()
         self.close_connection = True
