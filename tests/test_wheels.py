@@ -28,6 +28,18 @@ NETWORK_ERRORS = ("Could not find a version", "No matching distribution", "Faile
 PLATFORM_WHEEL = REPO / "scripts" / "wheels" / "platform_wheel.py"
 
 
+BIT_EXACT = """
+import ctypes, numpy as np, edgecls.preprocess as pre
+rng = np.random.default_rng(3)
+images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(480, 640, 3), (481, 643, 4), (70, 100, 3)]]
+twin = [pre._area_exact_numpy(np.ascontiguousarray(im[:, :, :3]), 64) for im in images]
+ok = all(np.array_equal(pre._KERNEL.resize(im, 64, swap), t[:, :, ::-1] if swap else t)
+         for im, t in zip(images, twin) for swap in (False, True))
+build = ctypes.CDLL(pre.KERNEL_STATUS.split("(", 1)[1].rstrip(")")).edgecls_area_x86_v3()
+print("x86-64-v3" if build else "baseline", "identical" if ok else "DIFFERENT")
+"""
+
+
 @pytest.fixture(scope="session")
 def x86_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
@@ -93,6 +105,13 @@ def test_x86_wheel_installs_and_runs_without_a_compiler(x86_wheel: Path, tmp_pat
     doctor = subprocess.run([edgecls, "doctor"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     site = next((home / "lib").glob("python3.*/site-packages"))
     assert f"resize: C kernel ({site}/edgecls/_area.so)" in doctor.stdout, doctor.stdout + doctor.stderr
+    # The wheel's kernel (either of its x86 builds) gives the numpy twin's bytes.
+    for force, build in (("0", "x86-64-v3"), ("1", "baseline")):
+        exact = subprocess.run([str(home / "bin" / "python"), "-c", BIT_EXACT], capture_output=True, text=True,
+                               timeout=120, env={**env, "EDGECLS_X86_BASELINE": force}, cwd=tmp_path)
+        if build == "x86-64-v3" and exact.stdout.startswith("baseline"):
+            build = "baseline"  # an older CPU than Haswell runs the tests
+        assert exact.stdout.split() == [build, "identical"], exact.stdout + exact.stderr
     # --serve in the same [device] install: the preview's dependencies came with it.
     model = cached_plain_models(tmp_path_factory)["sigmoid_u8"]
     video = write_video(tmp_path / "cam.avi", camera_like_frames(["circle", "square"], 5))
