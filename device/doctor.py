@@ -90,7 +90,7 @@ def numpy_abi_clash(err: BaseException) -> Check | None:
     return Check("picamera2", False,
                  f"cannot import: apt's picamera2 is built against Pi OS's numpy, but this venv loads numpy "
                  f"{numpy.__version__} from {Path(numpy.__file__).parent} (a numpy ABI clash: {err})",
-                 'pip install "numpy<2" into this venv (edgecls[device] pins it on Pi OS Bookworm), '
+                 'pip install "numpy<2" into this venv (the device extra pins it on Pi OS Bookworm), '
                  "or pip uninstall numpy so apt's numpy loads")
 
 
