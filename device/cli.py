@@ -39,6 +39,14 @@ def _setup_logging(verbose: bool = False) -> None:
     logger.propagate = False
 
 
+def _warn_resize() -> None:
+    from .doctor import resize_warning
+
+    warning = resize_warning()
+    if warning:
+        err_console.print(warning, markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 @handle_errors
 def run(
@@ -78,6 +86,7 @@ def run(
     from .sources import parse_capture_size
 
     _setup_logging()
+    _warn_resize()
     summary = run_classifier(RunOptions(
         capture_size=parse_capture_size(capture_size),
         save_frames=save_frames, save_every=save_every,
@@ -119,6 +128,7 @@ def bench(
     from .bench import BenchOptions, run_bench
     from .sources import parse_capture_size
 
+    _warn_resize()
     report = run_bench(BenchOptions(model=model, source=source, frames=frames, warmup=warmup,
                                     num_threads=num_threads, edgetpu=edgetpu, device=device,
                                     capture_size=parse_capture_size(capture_size),

@@ -82,10 +82,35 @@ def check_cameras() -> Check:
                  "plug in a USB camera, or use --source picamera2 for the CSI camera")
 
 
+#: What an extension built against numpy 1.x says when numpy 2 is loaded (ImportError or
+#: AttributeError, depending on how it imports numpy's C API).
+NUMPY_ABI_SIGNS = ("numpy.core.multiarray failed to import", "_ARRAY_API not found",
+                   "compiled using NumPy 1.x", "numpy.dtype size changed")
+
+
+def numpy_abi_clash(err: BaseException) -> Check | None:
+    """picamera2 and simplejpeg from apt are built against Pi OS's numpy; a numpy 2 in the
+    venv that shadows it breaks them. Name that, not just 'not importable'."""
+    if not any(sign in str(err) for sign in NUMPY_ABI_SIGNS):
+        return None
+    import numpy
+
+    return Check("picamera2", False,
+                 f"cannot import: apt's picamera2 is built against Pi OS's numpy, but this venv loads numpy "
+                 f"{numpy.__version__} from {Path(numpy.__file__).parent} (a numpy ABI clash: {err})",
+                 'pip install "numpy<2" into this venv (the device extra pins it on Pi OS Bookworm), '
+                 "or pip uninstall numpy so apt's numpy loads")
+
+
 def check_picamera2() -> Check:
     try:
         import picamera2  # type: ignore[import-not-found]
-    except ImportError:
+    except (ImportError, AttributeError, ValueError) as err:
+        clash = numpy_abi_clash(err)
+        if clash is not None:
+            return clash
+        if not isinstance(err, ImportError):
+            return Check("picamera2", False, f"cannot import: {type(err).__name__}: {err}", PICAMERA2_FIX)
         return Check("picamera2", False, "not importable (optional: needed only for the CSI camera)", PICAMERA2_FIX)
     return Check("picamera2", True, f"importable from {Path(picamera2.__file__).parent}")
 
@@ -99,13 +124,27 @@ def check_opencv() -> Check:
     return Check("OpenCV", True, f"{cv2.__version__}, GStreamer {'yes' if gst else 'no (pipelines need python3-opencv from apt)'}")
 
 
+RESIZE_FIX = ("install edgecls from its wheel for this platform (x86-64/aarch64 Linux, macOS), or "
+              "sudo apt install gcc, then reinstall edgecls from its checkout: pip install --force-reinstall --no-deps .")
+
+
 def check_resize() -> Check:
     from edgecls.preprocess import KERNEL_STATUS
 
     if KERNEL_STATUS.startswith("C kernel"):
         return Check("resize", True, KERNEL_STATUS)
-    return Check("resize", False, f"{KERNEL_STATUS}: the same bytes, about 100x slower a frame (optional)",
-                 'sudo apt install gcc, then reinstall edgecls from its checkout: pip install --force-reinstall --no-deps .')
+    return Check("resize", False, f"{KERNEL_STATUS}: the same bytes, about 100x slower a frame (optional)", RESIZE_FIX)
+
+
+def resize_warning() -> str | None:
+    """The one line ``run`` and ``bench`` print first when frames go through the numpy twin:
+    nobody runs ``doctor`` before noticing that the device is slow."""
+    from edgecls.preprocess import KERNEL_STATUS
+
+    if KERNEL_STATUS.startswith("C kernel"):
+        return None
+    return (f"warning: resizing with the numpy twin, about 100x slower a frame than the C kernel "
+            f"({KERNEL_STATUS.removeprefix('numpy ').strip('()')}); fix: {RESIZE_FIX}")
 
 
 def check_normalization(info: ModelInfo, input: TensorInfo) -> Check:

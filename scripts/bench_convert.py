@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from repo_paths import shown
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODES = ("float32", "float16", "dynamic", "int8")
@@ -96,7 +98,7 @@ def main() -> int:
 
     f32 = "float32"
     print("## Conversion and parity (`edgecls convert`, `edgecls parity`)\n")
-    print(f"Run `{args.run_dir}`, parity on `{args.test_dir}` ({report.count} images, float Keras accuracy "
+    print(f"Run `{shown(args.run_dir)}`, parity on `{shown(args.test_dir)}` ({report.count} images, float Keras accuracy "
           f"{report.float_accuracy:.2%}). Invoke: ai-edge-litert, 1 thread, batch 1, median of "
           f"{args.rounds * args.invokes} invokes per variant, variants interleaved in one process.\n")
     print("| variant | size (bytes) | size vs float32 | invoke (µs) | invoke vs float32 | top-1 agreement | accuracy | Δ accuracy (pp) | max abs Δp | convert (s) |")

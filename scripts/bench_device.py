@@ -41,6 +41,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from repo_paths import shown
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 30.0
@@ -471,7 +472,7 @@ def main() -> None:
     ratio = cost["frame_us"] / cost["invoke_us"]
     loop_ratio = loop["ratio"]
     print("## Device runtime (`edgecls run`)\n")
-    print(f"`.venv/bin/python scripts/bench_device.py{' --quick' if q else ''}{' --model ' + str(args.model) if args.model else ''}`"
+    print(f"`.venv/bin/python scripts/bench_device.py{' --quick' if q else ''}{' --model ' + shown(args.model) if args.model else ''}`"
           f" on {platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
           f"OpenCV {cv2.__version__}; model {model.name if args.model else 'untrained CNN, full int8, uint8 I/O'}; "
           "all figures from this one run.\n")

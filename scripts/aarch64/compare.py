@@ -4,8 +4,10 @@
 
 Each folder holds what scripts/aarch64/probe.py (and the check's ``edgecls`` runs) wrote
 there. Every comparison is exact: a tensor, an int8 output, a label or a score either
-matches bit for bit or the row fails; there are no tolerances to tune. Exit status 1
-when any row fails, 0 otherwise (a PENDING row, a command not yet in this tree, passes).
+matches bit for bit or the row fails; there are no tolerances to tune. Every row is either
+measured or reported NOT RUN (naming what did not run), and NOT RUN never counts as passed:
+exit status 1 when any row fails or did not run, 0 only when every row passed (NOTE rows
+report a difference upstream of edgecls, such as FFmpeg's MJPEG decoder).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-PASS, FAIL, PENDING, NOTE = "PASS", "FAIL", "PENDING", "NOTE"
+PASS, FAIL, NOT_RUN, NOTE = "PASS", "FAIL", "NOT RUN", "NOTE"
 #: The answer in an ``edgecls run --jsonl`` record; the rest (ts, *_ms, fps, ...) is timing.
 ANSWER_KEYS = ("frame", "source_index", "label", "index", "score", "top")
 
@@ -92,7 +94,7 @@ def _same_labels(host: Path, device: Path) -> bool:
 
 def compare_run(host: Path, device: Path, label: str) -> Row:
     if not host.exists():
-        return Row(label, PENDING, "'edgecls run' is not in this tree yet")
+        return Row(label, NOT_RUN, "the host's 'edgecls run' wrote no JSON lines (see host/run.log)")
     if not device.exists():
         log = device.with_suffix(".log")
         last = [line for line in log.read_text().splitlines() if line.strip()][-1:] if log.is_file() else []
@@ -129,8 +131,7 @@ def _exact_field(report: dict[str, Any]) -> list[str]:
 
 def compare_field(host: Path, device: Path, label: str) -> Row:
     if not host.with_name("field-export.log").exists():
-        return Row(label, PENDING, "'edgecls field check' (issue 5) is not in this tree yet; its substance, "
-                                   "the int8 model on the host's tensors, is checked above")
+        return Row(label, NOT_RUN, "no field bundle was exported on the host")
     href, dref = _load(host), _load(device)
     for side, report, path in (("host", href, host), ("device", dref, device)):
         if report is None:
@@ -147,6 +148,29 @@ def compare_field(host: Path, device: Path, label: str) -> Row:
     agree = (dref.get("figures", {}).get("agreement") or {}).get("top1_agreement")
     return Row(label, PASS, f"{dref.get('count')} bundle images: hash, raw outputs and tensors identical to the host"
                             + (f"; top-1 agreement with float {agree:.1%}" if agree is not None else ""))
+
+
+def check_kernel(dinfo: dict[str, Any] | None, label: str) -> Row:
+    """The device (no compiler) must run the C kernel the wheel carried."""
+    if not dinfo or "resize_detail" not in dinfo:
+        return Row(label, NOT_RUN, "no report from the device")
+    detail = dinfo["resize_detail"]
+    if detail.startswith("C kernel") and detail.rstrip(")").endswith("/site-packages/edgecls/_area.so"):
+        return Row(label, PASS, detail)
+    return Row(label, FAIL, detail)
+
+
+def check_sitevenv(report: Path, label: str) -> Row:
+    """Pi OS's --system-site-packages venv keeps apt's numpy, so apt's compiled modules import."""
+    data = _load(report)
+    if data is None:
+        log = report.with_suffix(".log")
+        last = [line for line in log.read_text().splitlines() if line.strip()][-1:] if log.is_file() else []
+        return Row(label, NOT_RUN, "no report" + (f": {last[0].strip()[:160]}" if last else ""))
+    ok = data.get("system_site") and data.get("numpy_from_apt") and data.get("apt_module_ok")
+    detail = (f"numpy {data.get('numpy')} from {'apt' if data.get('numpy_from_apt') else data.get('numpy_file')}; "
+              f"{data.get('apt_module')}")
+    return Row(label, PASS if ok else FAIL, detail[:220])
 
 
 def versions(info: dict[str, Any] | None) -> dict[str, str]:
@@ -197,10 +221,13 @@ def main() -> int:
         # Reported, not failed: the FFV1 rows prove edgecls given the same frames.
         mjpeg = Row(mjpeg.check, NOTE, f"{mjpeg.detail}: FFmpeg's decoder, not edgecls (see the FFV1 rows)")
     rows.append(mjpeg)
+    rows.append(check_kernel(dinfo, "C kernel loaded from the aarch64 wheel"))
+    twin = "preprocess: numpy twin, all of the above"
     if (D / "preprocess-twin.npz").is_file():
         # The device ran the C kernel above; its numpy twin (EDGECLS_NATIVE=0) must agree too.
-        rows.append(compare_tensors(pre_h, D / "preprocess-twin.npz", "preprocess: numpy twin, all of the above",
-                                    ("arrays/", "images/", "video-ffv1.avi/")))
+        rows.append(compare_tensors(pre_h, D / "preprocess-twin.npz", twin, ("arrays/", "images/", "video-ffv1.avi/")))
+    else:
+        rows.append(Row(twin, NOT_RUN, "the device had no C kernel, so the rows above ran the twin only"))
     backend = (_load(D / "infer.json") or {}).get("backend", "?")
     infer = compare_tensors(H / "infer.npz", D / "infer.npz", "int8 model on the host's tensors", ("",))
     cross_kernels = False
@@ -222,7 +249,9 @@ def main() -> int:
         run = Row(run.check, NOTE, f"{run.detail}; every label identical: the score moves with the kernels (see above)")
     rows.append(run)
     rows.append(compare_field(H / "field.json", D / "field.json", "edgecls field check"))
+    rows.append(check_sitevenv(D / "sitevenv.json", "Pi OS venv (--system-site-packages) keeps apt's numpy"))
     failed = any(r.result == FAIL for r in rows)
+    not_run = [r.check for r in rows if r.result == NOT_RUN]
 
     hv, dv = versions(hinfo), versions(dinfo)
     meta = dict(m.split("=", 1) for m in args.meta)
@@ -235,13 +264,15 @@ def main() -> int:
         lines.append(f"  {key:10} {hv.get(key, '-'):38} {dv.get(key, '-')}")
     lines.append(f"  {'check':{width}}  result   detail")
     lines += [f"  {r.check:{width}}  {r.result:7}  {r.detail}" for r in rows]
-    lines.append(f"  verdict: {'FAIL: the device differs from the host' if failed else 'PASS: device and host agree exactly'}")
+    lines.append("  verdict: " + ("FAIL: the device differs from the host" if failed else
+                                  f"INCOMPLETE: {len(not_run)} check(s) did not run: {', '.join(not_run)}" if not_run
+                                  else "PASS: device and host agree exactly"))
     print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps({"suite": args.suite, "runtime": args.runtime, "meta": meta,
-                                         "host": hv, "device": dv, "failed": failed,
+                                         "host": hv, "device": dv, "failed": failed or bool(not_run),
                                          "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
-    return 1 if failed else 0
+    return 1 if failed or not_run else 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ edgecls's core and device runtime, a TFLite interpreter): never TensorFlow.
     probe.py info OUT.json                 versions, and whether TensorFlow got imported
     probe.py preprocess INPUTS OUT.npz     to_model_input on every frame, file and video frame
     probe.py infer MODEL TENSORS.npz OUT.npz  the int8 model's raw outputs on stored tensors
+    probe.py sitevenv OUT.json             in a --system-site-packages venv: whose numpy
+                                           loads, and whether apt's python3-pywt still imports
 
 ``--inject naive-area`` (preprocess only) swaps edgecls's resize for one plain
 ``cv2.resize(..., INTER_AREA)`` in this process: the design edgecls rejected, kept here
@@ -70,6 +72,7 @@ def cmd_info(out: Path) -> int:
         "qemu_cpu": os.environ.get("QEMU_CPU"),
         "edgecls_file": edgecls.__file__,
         "resize": edgecls.preprocess.KERNEL_STATUS.split(" (")[0],
+        "resize_detail": edgecls.preprocess.KERNEL_STATUS,
         "versions": {d: _version(d) for d in DISTRIBUTIONS},
         "imported": imported,
         "import_failures": failed,
@@ -170,6 +173,33 @@ def cmd_infer(model: Path, tensors: Path, out: Path) -> int:
     return 0
 
 
+def cmd_sitevenv(out: Path) -> int:
+    """Pi OS's venv: apt's numpy must stay the one that loads, and apt's compiled modules import."""
+    import numpy
+
+    result: dict[str, object] = {"numpy": numpy.__version__, "numpy_file": numpy.__file__,
+                                 "numpy_from_apt": numpy.__file__.startswith("/usr/lib/python3/dist-packages/"),
+                                 "prefix": sys.prefix,
+                                 "system_site": "include-system-site-packages = true"
+                                 in (Path(sys.prefix) / "pyvenv.cfg").read_text(errors="replace")}
+    try:
+        import pywt  # type: ignore[import-not-found]  # apt's python3-pywt, built against apt's numpy
+
+        result["apt_module"] = f"pywt {pywt.__version__} from {Path(pywt.__file__).parent}"
+        result["apt_module_ok"] = bool(np.allclose(pywt.idwt(*pywt.dwt([1.0, 2.0, 3.0, 4.0], "haar"), "haar"),
+                                                   [1.0, 2.0, 3.0, 4.0]))
+    except Exception as err:
+        result["apt_module"] = f"{type(err).__name__}: {err}"
+        result["apt_module_ok"] = False
+    import edgecls.device.cli  # the runtime imports alongside it
+    import edgecls.preprocess
+
+    result["edgecls"] = _version("edgecls")
+    result["resize"] = edgecls.preprocess.KERNEL_STATUS
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -183,7 +213,11 @@ def main() -> int:
     p.add_argument("model", type=Path)
     p.add_argument("tensors", type=Path)
     p.add_argument("out", type=Path)
+    p = sub.add_parser("sitevenv")
+    p.add_argument("out", type=Path)
     args = parser.parse_args()
+    if args.cmd == "sitevenv":
+        return cmd_sitevenv(args.out)
     if args.cmd == "info":
         return cmd_info(args.out)
     if args.cmd == "preprocess":

@@ -5,10 +5,22 @@
 ROOTFS_FORMAT=1
 DEBIAN_MIRROR="${EDGECLS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # python3-venv brings ensurepip's pip wheel: the chroot's own pip installs the device wheels.
-ROOTFS_PACKAGES="python3,python3-venv"
+# python3-pywt: a Debian module compiled against the suite's own numpy (1.24 on Bookworm),
+# the stand-in for apt's picamera2/simplejpeg in the Pi OS venv check.
+ROOTFS_PACKAGES="python3,python3-venv,python3-numpy,python3-pywt"
 
 rootfs_key() {  # rootfs_key SUITE
   printf '%s\n' "$1" "$DEBIAN_MIRROR" minbase "$ROOTFS_PACKAGES" "$ROOTFS_FORMAT" | sha256sum | cut -c1-12
+}
+
+# unmount_under DIR: lazily unmount everything mounted at or below DIR, deepest first, so
+# removing DIR never walks into a live /proc (debootstrap mounts one in its target and can
+# leave it there when it fails).
+unmount_under() {
+  local dir m
+  dir="$(realpath -m "$1")"
+  findmnt -rn -o TARGET 2>/dev/null | awk -v d="$dir" '$0 == d || index($0, d "/") == 1' | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || log "note: could not unmount $m"; done
 }
 
 # build_rootfs SUITE TARBALL: debootstrap into a temporary folder, then pack it.
@@ -19,11 +31,13 @@ build_rootfs() {
   if ! debootstrap --arch=arm64 --variant=minbase --include="$ROOTFS_PACKAGES" \
       "$suite" "$tmp/root" "$DEBIAN_MIRROR" > "$tmp/debootstrap.log" 2>&1; then
     tail -n 20 "$tmp/debootstrap.log" >&2
+    unmount_under "$tmp"
     rm -rf "$tmp"
     return 1
   fi
   # Nothing from the build machine's package cache is needed inside.
   rm -rf "$tmp/root/var/cache/apt/archives/"*.deb "$tmp/root/var/lib/apt/lists/"*
+  unmount_under "$tmp"
   tar -C "$tmp/root" --numeric-owner -cf - . | zstd -q -T0 -3 -o "$tmp/rootfs.tar.zst"
   mv "$tmp/rootfs.tar.zst" "$tarball"
   rm -rf "$tmp"
