@@ -28,6 +28,7 @@ from .options import RunOptions
 from .reader import DirectReader, FrameReader, LatestFrameReader, ReadAheadReader, ReaderOptions
 from .results import FrameStats, LoopStats, StageTimings
 from .sinks import Sink, SinkContext, build_sinks
+from .slot import ClassifierSlot
 from .sources import FrameSource, SourceOptions, SourceSpec, open_source, parse_source
 
 log = logging.getLogger("edgecls.device")
@@ -117,7 +118,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, previous)
 
 
-def run_loop(reader: FrameReader, classifier: Classifier, sinks: Sequence[Sink], stop: threading.Event,
+def run_loop(reader: FrameReader, classifier: Classifier | ClassifierSlot, sinks: Sequence[Sink], stop: threading.Event,
              max_frames: int | None = None) -> RunSummary:
     """Classify frames until the source ends, ``max_frames`` are done or ``stop`` is set."""
     start = time.monotonic()
@@ -164,6 +165,7 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     if options.max_frames is not None and options.max_frames < 1:
         raise DataError(f"--max-frames must be at least 1, got {options.max_frames}")
     info, backend, classifier = open_classifier(options)
+    slot = ClassifierSlot(info, backend, classifier)  # cmd/reload swaps the model between frames
     spec = parse_source(options.source)
     width, height = options.capture_size
     source_options = SourceOptions(width=width, height=height)
@@ -172,18 +174,19 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     source = open_source(spec, source_options)
     stop = threading.Event()
     try:
-        sinks = [*build_sinks(options, SinkContext(info, stop, str(spec))), *extra_sinks]
+        sinks = [*build_sinks(options, SinkContext(info, stop, str(spec), slot)), *extra_sinks]
     except BaseException:
         source.close()
+        backend.close()
         raise
     # Capture starts here: everything a user can get wrong has been checked above.
     reader = start_reader(source, spec, source_options, realtime=options.realtime, read_ahead=True)
     log.info("classifying %s with %s on %s (%s)", spec, info.path.name, backend.name, ", ".join(info.labels))
     try:
         with stop_on_signals(stop):
-            summary = run_loop(reader, classifier, sinks, stop, options.max_frames)
+            summary = run_loop(reader, slot, sinks, stop, options.max_frames)
     finally:
-        close_all([reader, *sinks, backend])
+        close_all([reader, *sinks, slot])
     return summary
 
 

@@ -31,6 +31,10 @@ class RunOptions:
     defaults to 127.0.0.1). serve_token: required on every route when set (else the
     ``EDGECLS_SERVE_TOKEN`` environment variable, if set).
 
+    mqtt: broker URL (mqtt://HOST[:PORT] or mqtts://) for results, health and commands (None:
+    off); the other ``mqtt_*`` fields, device_id, ha_discovery_prefix and bundle belong to it
+    (see ``device/mqtt.py``). Credentials are a file or environment variables, never a value here.
+
     A new sink adds its option here, in ``device/cli.py`` and one entry in ``sinks.SINKS``.
     """
 
@@ -54,3 +58,14 @@ class RunOptions:
     serve: str | None = None
     serve_token: str | None = None
     capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE
+    mqtt: str | None = None
+    device_id: str | None = None
+    mqtt_prefix: str = "edgecls"
+    mqtt_credentials: Path | None = None
+    mqtt_ca: Path | None = None
+    mqtt_cert: Path | None = None
+    mqtt_key: Path | None = None
+    mqtt_spool: Path | None = None
+    mqtt_state_every_s: float = 30.0
+    ha_discovery_prefix: str = "homeassistant"
+    bundle: Path | None = None
