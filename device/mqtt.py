@@ -60,6 +60,11 @@ STATS_EVERY_S = 5.0
 #: How long close() waits for spooled events to be acknowledged before it gives up (they
 #: stay in the spool and go out on the next start).
 FLUSH_S = 5.0
+#: After a wake-up, the publisher waits this long for more before it works: a burst of label
+#: changes then costs one spool commit and one state message, not one each.
+COALESCE_S = 0.02
+#: At most this often a state message: a burst of label changes ends in one with the latest.
+STATE_MIN_S = 0.2
 #: How long after start a broker that has not answered is reported (once).
 UNREACHABLE_AFTER_S = 3.0
 
@@ -95,6 +100,7 @@ class FleetPublisher:
         self._busy_lock = threading.Lock()
         self._own_claim_seen = False
         self._prev_avail: str | None = None
+        self._prev_claim: dict[str, Any] | None = None
         self._warned_instances: set[str] = set()
         self.last_seq: int | None = None
         self.dropped_now = 0
@@ -134,9 +140,10 @@ class FleetPublisher:
         if reason.is_failure:
             self.say_once(f"refused:{reason}", refusal(self.broker, reason) +
                           "; classifying and spooling events, retrying with backoff")
+            self._said.add("unreachable")  # it answered: "cannot be reached" would be wrong
             return
         t = self.topics
-        client.subscribe([(t.cmd("+"), 1), (t.claim, 1), (t.availability, 1)])
+        client.subscribe([(t.availability, 1), (t.claim, 1), (t.cmd("+"), 1)])
         claim = {"instance": self.instance, "host": os.uname().nodename, "pid": os.getpid(), "started": round(self.started, 3)}
         client.publish(t.claim, dumps(claim), qos=1, retain=True)
         client.publish(t.availability, "online", qos=1, retain=True)
@@ -179,20 +186,24 @@ class FleetPublisher:
             return
         other = claim.get("instance")
         if other == self.instance:
+            # Our own claim came back: what arrived before it was retained from before we
+            # connected (the broker sends retained claim and availability in either order).
             self._own_claim_seen = True
+            prev, self._prev_claim = self._prev_claim, None
+            if prev is not None and self._prev_avail == "online":
+                self._warned_instances.add(str(prev.get("instance")))
+                log.warning("device id %r is already online (%s): two devices with one id mix their results; "
+                            "give each its own --device-id (an old run of this one goes offline within a minute)",
+                            self.topics.device, _who(prev))
             return
         if not isinstance(other, str) or other in self._warned_instances:
             return
-        who = f"host {claim.get('host')!s:.64} pid {claim.get('pid')!s:.16}"
-        if self._own_claim_seen:
-            self._warned_instances.add(other)
-            log.warning("device id %r is now also used by another process (%s): their results mix; "
-                        "give each device its own --device-id", self.topics.device, who)
-        elif self._prev_avail == "online":
-            self._warned_instances.add(other)
-            log.warning("device id %r is already online (%s): two devices with one id mix their results; "
-                        "give each its own --device-id (an old run of this one goes offline within a minute)",
-                        self.topics.device, who)
+        if not self._own_claim_seen:
+            self._prev_claim = claim
+            return
+        self._warned_instances.add(other)
+        log.warning("device id %r is now also used by another process (%s): their results mix; "
+                    "give each device its own --device-id", self.topics.device, _who(claim))
 
     # -- commands (a thread each; one of a kind at a time)
 
@@ -232,12 +243,15 @@ class FleetPublisher:
     # -- the publisher thread
 
     def _spool_events(self) -> None:
+        makers: list[Callable[[int], bytes]] = []
         while True:
             try:
                 event = self._events.get_nowait()
             except queue.Empty:
-                return
-            seq, dropped = self.spool.append(lambda seq, e=event: dumps({"seq": seq, "instance": self.instance, **e}))  # type: ignore[misc]
+                break
+            makers.append(lambda seq, e=event: dumps({"seq": seq, "instance": self.instance, **e}))  # type: ignore[misc]
+        if makers:
+            seq, dropped = self.spool.append_many(makers)
             self.last_seq = seq
             if dropped:
                 self.dropped_now += dropped
@@ -284,10 +298,11 @@ class FleetPublisher:
     _state_due = False
 
     def _run(self) -> None:
-        next_state = next_stats = 0.0
+        next_state = next_stats = last_state = 0.0
         deadline = time.monotonic() + UNREACHABLE_AFTER_S
         while True:
-            self._wake.wait(0.25)
+            if self._wake.wait(0.25):
+                time.sleep(COALESCE_S)  # gather what else comes: one commit and one state for a burst
             self._wake.clear()
             stopping = self._stop.is_set()
             try:
@@ -303,9 +318,9 @@ class FleetPublisher:
                 self._send_pending()
                 now = time.monotonic()
                 if self._connected.is_set():
-                    if self._state_due or now >= next_state:
+                    if (self._state_due and now >= last_state + STATE_MIN_S) or now >= next_state:
                         self._state_due = False
-                        next_state = now + self.state_every_s
+                        last_state, next_state = now, now + self.state_every_s
                         self._publish_state()
                     if now >= next_stats:
                         next_stats = now + self.stats_every_s
@@ -322,7 +337,8 @@ class FleetPublisher:
     def close(self, flush_s: float = FLUSH_S) -> None:
         """Spool what is queued, wait up to ``flush_s`` for acknowledgements, say offline, disconnect."""
         deadline = time.monotonic() + flush_s
-        while self._connected.is_set() and time.monotonic() < deadline:
+        # Also while disconnected: a broker that is back within flush_s still gets everything.
+        while time.monotonic() < deadline:
             self._wake.set()
             if self._events.empty() and self.spool.stats().pending == 0:
                 break
@@ -342,6 +358,10 @@ class FleetPublisher:
         self.client.disconnect()
         self.client.loop_stop()
         self.spool.close()
+
+
+def _who(claim: dict[str, Any]) -> str:
+    return f"host {claim.get('host')!s:.64} pid {claim.get('pid')!s:.16}"
 
 
 def _percentile(values: list[float], q: float) -> float | None:

@@ -73,14 +73,24 @@ class Spool:
 
     def append(self, make_payload: Callable[[int], bytes]) -> tuple[int, int]:
         """Store ``make_payload(seq)`` under the next seq; returns (seq, events dropped to make room)."""
+        return self.append_many([make_payload])
+
+    def append_many(self, makers: list[Callable[[int], bytes]]) -> tuple[int, int]:
+        """Several events in one transaction (one commit, not one per event); returns (last
+        seq, events dropped to make room)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 seq = self._meta("next_seq")
-                payload = make_payload(seq)
-                self._db.execute("INSERT INTO events VALUES (?, ?)", (seq, payload))
-                self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seq + 1,))
-                count, size, dropped = self._count + 1, self._bytes + len(payload), 0
+                rows = []
+                for make_payload in makers:
+                    rows.append((seq, make_payload(seq)))
+                    seq += 1
+                self._db.executemany("INSERT INTO events VALUES (?, ?)", rows)
+                self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seq,))
+                seq -= 1
+                count = self._count + len(rows)
+                size, dropped = self._bytes + sum(len(p) for _s, p in rows), 0
                 while count > 1 and (count > self.max_events or size > self.max_bytes):
                     old = self._db.execute("SELECT seq, LENGTH(payload) FROM events ORDER BY seq LIMIT 1").fetchone()
                     self._db.execute("DELETE FROM events WHERE seq=?", (old[0],))

@@ -93,6 +93,13 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_video(tmp_path_factory.mktemp("fleet_video") / "v.avi", frames, fps=30.0)
 
 
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 s at 30 fps: outlives the commands a test sends to a running device."""
+    frames = camera_like_frames(SHAPES * 4, 50, size=(320, 240))
+    return write_video(tmp_path_factory.mktemp("fleet_video") / "long.avi", frames, fps=30.0)
+
+
 @pytest.fixture()
 def broker(tmp_path: Path) -> Mosquitto:
     b = Mosquitto(tmp_path / "broker").start()
@@ -203,7 +210,7 @@ class Listener:
 
 @needs_mosquitto
 @pytest.mark.slow
-def test_commands_status_and_discovery(trained_run: Path, int8_model: Path, demo_data: Path, video: Path,
+def test_commands_status_and_discovery(trained_run: Path, int8_model: Path, demo_data: Path, long_video: Path,
                                        broker: Mosquitto, tmp_path: Path) -> None:
     import cv2
     import numpy as np
@@ -215,7 +222,7 @@ def test_commands_status_and_discovery(trained_run: Path, int8_model: Path, demo
             "--count", "20", check=True)
     listener = Listener(broker.url, ["homeassistant/#", "edgecls/pi1/snapshot", "edgecls/pi1/cmd/result"])
     host = monitor(broker.url)
-    dev = start_device(int8_model, video, broker.url, "pi1", tmp_path, "--realtime", "--bundle", str(bundle))
+    dev = start_device(int8_model, long_video, broker.url, "pi1", tmp_path, "--realtime", "--bundle", str(bundle))
     try:
         wait_online(host, ["pi1"])
         # Home Assistant discovery: three sensors of one device, availability wired
@@ -313,6 +320,9 @@ def test_unreachable_broker_spools_then_delivers_in_order(model: Path, video: Pa
     try:
         got: list[int] = []
         host = monitor(url, on_event=lambda _d, e, _t: got.append(e["seq"]))
+        watch = subprocess.Popen([sys.executable, "-m", "edgecls", "fleet", "watch", "--mqtt", url, "--json",
+                                  "--duration", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.0)  # subscribed before the device delivers
         (tmp_path / "lonely.jsonl").rename(tmp_path / "first.jsonl")
         second = start_device(model, video, url, "lonely", tmp_path, "--max-frames", "60")
         _out, err = second.communicate(timeout=120)
@@ -322,7 +332,11 @@ def test_unreachable_broker_spools_then_delivers_in_order(model: Path, video: Pa
         while len(got) < total and time.monotonic() < deadline:
             time.sleep(0.1)
         host.close()
+        watch.terminate()
+        watched, _ = watch.communicate(timeout=10)
         assert got == list(range(total)), got  # the old run's events first, in order; seq went on
+        lines = [json.loads(line) for line in watched.splitlines()]
+        assert [e["seq"] for e in lines] == list(range(total)) and {e["device"] for e in lines} == {"lonely"}
     finally:
         broker.stop()
 
@@ -355,13 +369,13 @@ def test_wrong_credentials_name_broker_and_user_never_password(model: Path, vide
 
 @needs_mosquitto
 @pytest.mark.slow
-def test_duplicate_device_id_is_warned(model: Path, video: Path, broker: Mosquitto, tmp_path: Path) -> None:
+def test_duplicate_device_id_is_warned(model: Path, long_video: Path, broker: Mosquitto, tmp_path: Path) -> None:
     host = monitor(broker.url)
-    first = start_device(model, video, broker.url, "twin", tmp_path, "--realtime", "--mqtt-spool", str(tmp_path / "a.sqlite"))
+    first = start_device(model, long_video, broker.url, "twin", tmp_path, "--realtime", "--mqtt-spool", str(tmp_path / "a.sqlite"))
     try:
         wait_online(host, ["twin"])
         (tmp_path / "b").mkdir()
-        second = start_device(model, video, broker.url, "twin", tmp_path / "b", "--realtime", "--max-frames", "60",
+        second = start_device(model, long_video, broker.url, "twin", tmp_path / "b", "--realtime", "--max-frames", "60",
                               "--mqtt-spool", str(tmp_path / "b.sqlite"))
         _out, err2 = second.communicate(timeout=60)
     finally:
