@@ -280,10 +280,25 @@ def parse_broker(url: str, *, credentials: Path | None = None, ca: Path | None =
             raise DataError(f"{flag} {path} is not a readable file; give the PEM file's path")
     if (cert is None) != (key is None):
         raise DataError("--mqtt-cert and --mqtt-key go together: give both (client certificate and its key)")
+    if tls:
+        _check_tls(ca, cert, key)
     user, password = read_credentials(credentials)
     if parts.username:
         user = unquote(parts.username)
     return Broker(url, parts.hostname, port or (8883 if tls else 1883), tls, user, password, ca, cert, key)
+
+
+def _check_tls(ca: Path | None, cert: Path | None, key: Path | None) -> None:
+    """Load the PEM files once, so a wrong one fails at start with its name, not at connect."""
+    import ssl
+
+    try:
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        if cert is not None:
+            context.load_cert_chain(str(cert), str(key) if key else None)
+    except (OSError, ValueError) as err:
+        which = f"--mqtt-ca {ca}" if cert is None else f"--mqtt-ca {ca} / --mqtt-cert {cert} / --mqtt-key {key}"
+        raise DataError(f"TLS files unusable ({which}): {getattr(err, 'reason', None) or err}; give PEM files") from None
 
 
 def paho() -> Any:

@@ -299,6 +299,9 @@ def test_bad_mqtt_options_fail_before_capture(model: Path, video: Path, tmp_path
     assert_one_line_error(run_cli(*base, "--mqtt", "mqtt://h", "--mqtt-ca", str(tmp_path / "no.pem")), "--mqtt-ca")
     assert_one_line_error(run_cli(*base, "--mqtt", "mqtt://h", "--device-id", "a/b"), "--device-id")
     assert_one_line_error(run_cli(*base, "--mqtt", "mqtt://u:pw@h"), "never in the URL")
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate\n")
+    assert_one_line_error(run_cli(*base, "--mqtt", "mqtts://h", "--mqtt-ca", str(garbage)), "TLS files")
     assert_one_line_error(run_cli("fleet", "status", "--mqtt", "mqtt://127.0.0.1:1"), "cannot reach MQTT broker")
     assert not (tmp_path / "s.sqlite").exists()
 
