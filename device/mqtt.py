@@ -9,8 +9,10 @@
 Delivered means acknowledged: an event leaves the spool only when the broker's PUBACK for it
 arrives. Events are handed to paho in seq order, at most ``WINDOW`` unacknowledged at a time;
 paho resends the unacknowledged ones itself after a reconnect (with the DUP flag), so a broker
-that dies and comes back costs nothing while the spool has room. The host may see an event
-twice (QoS 1 is at least once) and drops repeats by seq. The frame loop only appends to a
+that dies and comes back costs nothing while the spool has room. A broker killed outright
+may have acknowledged events it neither passed on nor saved: after every outage the events
+acknowledged in the ``REPLAY_S`` before it are sent once more. The host may see an event
+twice (QoS 1 is at least once; replays) and drops repeats by seq. The frame loop only appends to a
 queue: a dead network never slows a frame.
 """
 
@@ -63,6 +65,8 @@ FLUSH_S = 5.0
 #: After a wake-up, the publisher waits this long for more before it works: a burst of label
 #: changes then costs one spool commit and one state message, not one each.
 COALESCE_S = 0.02
+#: After a reconnect, events the broker acknowledged this long before the outage are sent again.
+REPLAY_S = 10.0
 #: At most this often a state message: a burst of label changes ends in one with the latest.
 STATE_MIN_S = 0.2
 #: How long after start a broker that has not answered is reported (once).
@@ -93,7 +97,10 @@ class FleetPublisher:
         self._connected = threading.Event()
         self._just_connected = False
         self._ever_connected = False
-        self._inflight: dict[int, int] = {}  # mid -> seq
+        self._inflight: dict[int, tuple[int, bytes]] = {}  # mid -> (seq, payload)
+        self._recent: deque[tuple[float, int, bytes]] = deque()  # (acked at, seq, payload), last REPLAY_S
+        self._lost_at: float | None = None
+        self.replayed = 0
         self._sent_upto = -1
         self._said: set[str] = set()
         self._busy: set[str] = set()
@@ -159,6 +166,8 @@ class FleetPublisher:
                                      "events until it answers (retrying with backoff)")
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if self._connected.is_set():
+            self._lost_at = time.monotonic()
         if self._connected.is_set() and not self._stop.is_set():
             log.warning("MQTT broker %s lost (%s); spooling events until it is back", self.broker.where, reason)
         self._connected.clear()
@@ -265,9 +274,13 @@ class FleetPublisher:
                 mid = self._acks.get_nowait()
             except queue.Empty:
                 break
-            seq = self._inflight.pop(mid, None)
-            if seq is not None:
-                done.append(seq)
+            sent = self._inflight.pop(mid, None)
+            if sent is not None:
+                done.append(sent[0])
+                self._recent.append((time.monotonic(), *sent))
+        horizon = time.monotonic() - REPLAY_S
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
         if done:
             self.spool.ack(done)
             self.delivered += len(done)
@@ -278,8 +291,23 @@ class FleetPublisher:
             return
         for seq, payload in self.spool.pending(self._sent_upto, room):
             info = self.client.publish(self.topics.events, payload, qos=1)
-            self._inflight[info.mid] = seq
+            self._inflight[info.mid] = (seq, payload)
             self._sent_upto = seq
+
+    def _replay(self) -> None:
+        """After an outage: send again what the broker acknowledged in the REPLAY_S before it.
+        A broker that was killed may have acknowledged events it had neither passed on nor
+        saved (TOOLCHAIN.md); the host drops the repeats by seq."""
+        if self._lost_at is None:
+            return
+        since, self._lost_at = self._lost_at - REPLAY_S, None
+        again = [(seq, payload) for acked, seq, payload in self._recent if acked >= since]
+        for _seq, payload in again:
+            self.client.publish(self.topics.events, payload, qos=1)
+        self.replayed += len(again)
+        if again:
+            log.info("MQTT: sent the %d event(s) acknowledged in the %.0f s before the outage again "
+                     "(a killed broker may have lost them; the host drops repeats by seq)", len(again), REPLAY_S)
 
     def _publish_state(self) -> None:
         self.publish(self.topics.state, dumps(self._state_fn()), retain=True)
@@ -287,7 +315,7 @@ class FleetPublisher:
     def _publish_stats(self) -> None:
         s = self.spool.stats()
         stats = {**self._stats_fn(), "spool_pending": s.pending, "spool_bytes": s.bytes, "spool_dropped": s.dropped,
-                 "next_seq": s.next_seq, "delivered": self.delivered, "connected": self._connected.is_set()}
+                 "next_seq": s.next_seq, "delivered": self.delivered, "replayed": self.replayed, "connected": self._connected.is_set()}
         self.publish(self.topics.stats, dumps(stats), retain=True)
 
     def state_changed(self) -> None:
@@ -315,6 +343,7 @@ class FleetPublisher:
                              self.broker.where, self.topics.device, f"; delivering {pending} spooled events" if pending else "")
                     self._ever_connected = True
                     next_state = next_stats = 0.0
+                    self._replay()
                 self._send_pending()
                 now = time.monotonic()
                 if self._connected.is_set():

@@ -447,3 +447,42 @@ def test_readme_documents_every_topic_and_command() -> None:
     names = [getattr(t, n).removeprefix("edgecls/DEVICE/") for n in ("availability", "claim", "state", "events", "stats", "result")]
     for name in [*names, *(f"cmd/{c}" for c in COMMANDS)]:
         assert f"| `{name}` |" in readme, name
+
+
+@needs_mosquitto
+def test_fleet_check_exit_codes_with_simulated_devices(broker: Mosquitto, tmp_path: Path) -> None:
+    """Device-side publishers without a classifier, each with its own field-check handler
+    (the command registry is a dict others extend): one passes, one fails, one never answers."""
+    from edgecls.device.mqtt import FleetPublisher
+    from edgecls.device.spool import Spool
+
+    def handler(passed: bool | None):  # type: ignore[no-untyped-def]
+        def run(_pub: object, _args: object) -> dict[str, object]:
+            if passed is None:
+                time.sleep(30)
+            return {"passed": passed, "failures": [] if passed else ["(b) raw outputs 7 steps (limit 1)"], "count": 20}
+        return run
+
+    pubs = []
+    for name, verdict in (("good", True), ("bad", False), ("slow", None)):
+        pub = FleetPublisher(parse_broker(broker.url), Topics("edgecls", name), Spool(tmp_path / f"{name}.sqlite"),
+                             state=lambda: {"label": "a", "seq": 0}, stats=lambda: {"fps": 1.0},
+                             commands={"field-check": handler(verdict)})
+        pub.start()
+        pubs.append(pub)
+    try:
+        host = monitor(broker.url)
+        wait_online(host, ["good", "bad", "slow"])
+        host.close()
+        ok = run_cli("fleet", "check", "good", "--mqtt", broker.url, "--timeout", "20")
+        assert ok.returncode == 0 and "pass" in ok.stdout, ok.stdout + ok.stderr
+        bad = run_cli("fleet", "check", "good", "bad", "--mqtt", broker.url, "--timeout", "20")
+        assert bad.returncode == 1 and "FAIL" in bad.stdout and "raw outputs 7 steps" in bad.stdout, bad.stdout
+        assert "failed on 1 device" in bad.stderr
+        silent = run_cli("fleet", "check", "--mqtt", broker.url, "--timeout", "3")  # all online: good, bad, slow
+        assert silent.returncode == 2 and "no answer" in silent.stdout, silent.stdout
+        rows = json.loads(run_cli("fleet", "status", "--mqtt", broker.url, "--json", check=True).stdout)
+        assert [(r["device"], r["online"]) for r in rows] == [("bad", True), ("good", True), ("slow", True)]
+    finally:
+        for pub in pubs:
+            pub.close(flush_s=0.5)
