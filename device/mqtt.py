@@ -65,6 +65,8 @@ FLUSH_S = 5.0
 #: After a wake-up, the publisher waits this long for more before it works: a burst of label
 #: changes then costs one spool commit and one state message, not one each.
 COALESCE_S = 0.02
+#: At start, before capture: how long to wait for the broker's first answer.
+START_WAIT_S = 2.0
 #: After a reconnect, events the broker acknowledged this long before the outage are sent again.
 REPLAY_S = 10.0
 #: At most this often a state message: a burst of label changes ends in one with the latest.
@@ -127,6 +129,15 @@ class FleetPublisher:
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
         self._thread.start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Until connected and the first publications are out, at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._ever_connected and not self._just_connected:
+                return True
+            time.sleep(0.02)
+        return False
 
     def emit(self, event: dict[str, Any]) -> None:
         """Loop thread: queue one event (seq is assigned when it is spooled)."""
@@ -420,11 +431,20 @@ class MqttSink:
         self._latencies: deque[float] = deque(maxlen=300)
         self._cpu = (time.monotonic(), time.process_time())
         self._sha: dict[str, str] = {}
+        # Everything slow to compute or import is done here, before capture starts, so the
+        # publisher thread never holds the GIL long while frames are classified.
+        from .serve import backend_name
+
+        self._backend = backend_name(options)
+        self.model()
         self.publisher = FleetPublisher(broker, topics, spool, state=self.state, stats=self.stats,
                                         discovery_prefix=options.ha_discovery_prefix or None,
                                         state_every_s=options.mqtt_state_every_s, commands=COMMANDS)
         self.publisher.sink = self  # type: ignore[attr-defined]  # commands reach the run through it
         self.publisher.start()
+        # Before capture (not in the frame loop): give the broker a moment, so the connect,
+        # discovery and first state are done before the first frame. Down or slow: go on.
+        self.publisher.wait_ready(START_WAIT_S)
 
     def model(self) -> dict[str, Any]:
         """The model in use now (cmd/reload may have swapped it)."""
@@ -467,14 +487,13 @@ class MqttSink:
         lat = list(self._latencies)
         latest = self.latest
         loop = latest[2].loop if latest is not None else None
-        from .serve import backend_name
 
         return {"fps": round(loop.fps, 2) if loop else 0.0, "frames": loop.frames if loop else 0,
                 "dropped": loop.dropped if loop else 0, "reconnects": loop.reconnects if loop else 0,
                 "stalls": loop.stalls if loop else 0,
                 "latency_p50_ms": _percentile(lat, 50), "latency_p99_ms": _percentile(lat, 99),
                 "cpu_percent": round(100.0 * (cpu - c0) / (now - t0), 1) if now > t0 else None,
-                "rss_bytes": _rss_bytes(), "model": self.model(), "backend": backend_name(self.options),
+                "rss_bytes": _rss_bytes(), "model": self.model(), "backend": self._backend,
                 "uptime_s": round(time.time() - self.publisher.started, 1), "field_check": self.verdict,
                 "version": __version__}
 
