@@ -241,7 +241,7 @@ def main() -> None:
 
     lost = sum(r["missing"] for r in nl["rows"])
     out = ["## Fleet over MQTT (issue 13)", "",
-           f"Debian's Mosquitto on loopback (persistence on, autosave every change), {platform.machine()}, "
+           f"Debian's Mosquitto on loopback (persistence on, saved every second), {platform.machine()}, "
            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end. Model: "
            f"{'the given ' + model.name if args.model else 'a 3-class int8 CNN with random weights'}.", "",
            f"**No loss**: {len(nl['rows'])} devices `edgecls run --realtime --mqtt` on one {seconds} s 320x240 recording, "
