@@ -79,6 +79,21 @@ def run(
         help="Require this token on every --serve route (?token= or Authorization: Bearer).")] = None,
     input_mean: Annotated[float | None, typer.Option(help=INPUT_MEAN_HELP)] = None,
     input_std: Annotated[float | None, typer.Option(help=INPUT_STD_HELP)] = None,
+    mqtt: Annotated[str | None, typer.Option(
+        metavar="URL", help="Publish results, health and take commands over MQTT: mqtt://HOST[:PORT] or mqtts://.")] = None,
+    device_id: Annotated[str | None, typer.Option(help="This device's name in MQTT topics (default: the hostname).")] = None,
+    mqtt_prefix: Annotated[str, typer.Option(help="First level of every MQTT topic.")] = "edgecls",
+    mqtt_credentials: Annotated[Path | None, typer.Option(
+        envvar="EDGECLS_MQTT_CREDENTIALS", show_envvar=True,
+        help="File with 'user:password' on its first line (or $EDGECLS_MQTT_USERNAME/$EDGECLS_MQTT_PASSWORD).")] = None,
+    mqtt_ca: Annotated[Path | None, typer.Option(help="CA certificate (PEM) to verify the broker; implies TLS.")] = None,
+    mqtt_cert: Annotated[Path | None, typer.Option(help="Client certificate (PEM) for TLS, with --mqtt-key.")] = None,
+    mqtt_key: Annotated[Path | None, typer.Option(help="Client key (PEM) for --mqtt-cert.")] = None,
+    mqtt_spool: Annotated[Path | None, typer.Option(
+        help="Event spool (sqlite) kept while the broker is away (default: $STATE_DIRECTORY or ~/.local/state/edgecls/).")] = None,
+    mqtt_state_every: Annotated[float, typer.Option(help="Seconds between retained state messages (also sent on every label change).")] = 30.0,
+    ha_discovery_prefix: Annotated[str, typer.Option(help="Home Assistant discovery prefix ('' : no discovery).")] = "homeassistant",
+    bundle: Annotated[Path | None, typer.Option(help="Field bundle for the MQTT command cmd/field-check.")] = None,
 ) -> None:
     """Classify camera frames live (or every frame of a video file or folder)."""
     from .loop import run as run_classifier
@@ -95,6 +110,9 @@ def run(
         labels=labels, stats_every_s=stats_every, quiet=quiet, serve=serve, serve_token=serve_token,
         realtime=realtime, input_mean=input_mean, input_std=input_std,
         jsonl_max_mb=jsonl_max_mb, jsonl_keep=jsonl_keep,
+        mqtt=mqtt, device_id=device_id, mqtt_prefix=mqtt_prefix, mqtt_credentials=mqtt_credentials, mqtt_ca=mqtt_ca,
+        mqtt_cert=mqtt_cert, mqtt_key=mqtt_key, mqtt_spool=mqtt_spool, mqtt_state_every_s=mqtt_state_every,
+        ha_discovery_prefix=ha_discovery_prefix, bundle=bundle,
     ))
     err_console.print(
         f"done: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps, "

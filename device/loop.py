@@ -35,6 +35,7 @@ from .options import RunOptions
 from .reader import DirectReader, FrameReader, LatestFrameReader, ReadAheadReader, ReaderOptions
 from .results import FrameStats, LoopStats, StageTimings
 from .sinks import Sink, SinkContext, build_sinks
+from .slot import ClassifierSlot
 from .sources import FrameSource, SourceOptions, SourceSpec, open_source, parse_source
 
 log = logging.getLogger("edgecls.device")
@@ -132,7 +133,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, previous)
 
 
-def run_loop(reader: FrameReader, classifier: Classifier, sinks: Sequence[Sink], stop: threading.Event,
+def run_loop(reader: FrameReader, classifier: Classifier | ClassifierSlot, sinks: Sequence[Sink], stop: threading.Event,
              max_frames: int | None = None) -> RunSummary:
     """Classify frames until the source ends, ``max_frames`` are done or ``stop`` is set."""
     start = time.monotonic()
@@ -183,6 +184,7 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
         raise DataError(f"--jsonl-max-mb must be 0 or more and --jsonl-keep at least 1, got "
                         f"{options.jsonl_max_mb} and {options.jsonl_keep}")
     info, backend, classifier = open_classifier(options)
+    slot = ClassifierSlot(info, backend, classifier)  # cmd/reload swaps the model between frames
     spec = parse_source(options.source)
     width, height = options.capture_size
     source_options = SourceOptions(width=width, height=height)
@@ -191,14 +193,15 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     source = open_source(spec, source_options)
     stop = threading.Event()
     try:
-        sinks = [*build_sinks(options, SinkContext(info, stop, str(spec))), *extra_sinks]
+        sinks = [*build_sinks(options, SinkContext(info, stop, str(spec), slot)), *extra_sinks]
     except BaseException:
         source.close()
+        backend.close()
         raise
     try:
         begin_sinks(sinks)  # opens --jsonl (append): only now, after every check has passed
     except BaseException:
-        close_all([source, *sinks])
+        close_all([source, *sinks, slot])
         raise
     # Capture starts here: everything a user can get wrong has been checked above.
     reader = start_reader(source, spec, source_options, realtime=options.realtime, read_ahead=True)
@@ -206,10 +209,10 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     summary: RunSummary | None = None
     try:
         with stop_on_signals(stop):
-            summary = run_loop(reader, classifier, sinks, stop, options.max_frames)
+            summary = run_loop(reader, slot, sinks, stop, options.max_frames)
     finally:
         end_sinks(sinks, summary, source)
-        close_all([reader, *sinks, backend])
+        close_all([reader, *sinks, slot])
     assert summary is not None
     return summary
 

@@ -35,6 +35,9 @@ class RunOptions:
 
     input_mean/input_std: the model's input is ``(pixel - mean) / std`` (pycoral's
     convention), for a foreign model whose metadata says nothing (None: from the model).
+    mqtt: broker URL (mqtt://HOST[:PORT] or mqtts://) for results, health and commands (None:
+    off); the other ``mqtt_*`` fields, device_id, ha_discovery_prefix and bundle belong to it
+    (see ``device/mqtt.py``). Credentials are a file or environment variables, never a value here.
 
     A new sink adds its option here, in ``device/cli.py`` and one entry in ``sinks.SINKS``.
     """
@@ -64,3 +67,14 @@ class RunOptions:
     #: Rotate --jsonl before it passes this many MiB (0: never); keep this many rotated files.
     jsonl_max_mb: float = 0.0
     jsonl_keep: int = 10
+    mqtt: str | None = None
+    device_id: str | None = None
+    mqtt_prefix: str = "edgecls"
+    mqtt_credentials: Path | None = None
+    mqtt_ca: Path | None = None
+    mqtt_cert: Path | None = None
+    mqtt_key: Path | None = None
+    mqtt_spool: Path | None = None
+    mqtt_state_every_s: float = 30.0
+    ha_discovery_prefix: str = "homeassistant"
+    bundle: Path | None = None

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import cv2
 import numpy as np
@@ -53,6 +53,8 @@ class SinkContext:
     model: ModelInfo
     stop: threading.Event
     source: str
+    #: The :class:`.slot.ClassifierSlot` in use (cmd/reload swaps the model in it), if any.
+    slot: Any = None
 
 
 class JsonlSink:
@@ -197,6 +199,14 @@ def _save_frames(options: RunOptions, ctx: SinkContext) -> Sink | None:
                       source=ctx.source, smooth=options.smooth)
 
 
+def _mqtt(options: RunOptions, ctx: SinkContext) -> Sink | None:
+    if options.mqtt is None:
+        return None
+    from .mqtt import open_mqtt  # paho-mqtt only when asked for
+
+    return open_mqtt(options, ctx)
+
+
 def _stats(options: RunOptions, ctx: SinkContext) -> Sink | None:
     return StatsSink(options.stats_every_s) if options.stats_every_s > 0 else None
 
@@ -207,6 +217,7 @@ SinkFactory = Callable[[RunOptions, SinkContext], "Sink | None"]
 SINKS: dict[str, SinkFactory] = {
     "serve": _serve,  # first: a port in use fails before any output file is created
     "jsonl": _jsonl,
+    "mqtt": _mqtt,  # after jsonl: a bad --mqtt-spool fails before the broker hears of the device
     "save_frames": _save_frames,
     "console": _console,
     "stats": _stats,

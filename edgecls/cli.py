@@ -204,7 +204,7 @@ def _register_subcommands() -> None:
     """Commands of edgecls.convert and edgecls.device register themselves on ``app``."""
     import importlib
 
-    for module in ("edgecls.convert.cli", "edgecls.device.cli"):
+    for module in ("edgecls.convert.cli", "edgecls.device.cli", "edgecls.fleet_cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:

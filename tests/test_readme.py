@@ -27,7 +27,7 @@ def _examples() -> list[list[str]]:
 
 
 def _command_path(words: list[str]) -> list[str]:
-    return words[:2] if words[0] == "field" else words[:1]
+    return words[:2] if words[0] in ("field", "fleet") else words[:1]
 
 
 EXAMPLES = _examples()
