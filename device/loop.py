@@ -28,6 +28,7 @@ from .options import RunOptions
 from .reader import DirectReader, FrameReader, LatestFrameReader, ReadAheadReader, ReaderOptions
 from .results import FrameStats, LoopStats, StageTimings
 from .sinks import Sink, SinkContext, build_sinks
+from .slot import ClassifierSlot
 from .sources import FrameSource, SourceOptions, SourceSpec, open_source, parse_source
 
 log = logging.getLogger("edgecls.device")
@@ -117,7 +118,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, previous)
 
 
-def run_loop(reader: FrameReader, classifier: Classifier, sinks: Sequence[Sink], stop: threading.Event,
+def run_loop(reader: FrameReader, classifier: Classifier | ClassifierSlot, sinks: Sequence[Sink], stop: threading.Event,
              max_frames: int | None = None) -> RunSummary:
     """Classify frames until the source ends, ``max_frames`` are done or ``stop`` is set."""
     start = time.monotonic()
@@ -151,6 +152,7 @@ def run_loop(reader: FrameReader, classifier: Classifier, sinks: Sequence[Sink],
             frame=frames, source_index=frame.index, ts=frame.ts, latency_ms=(now - frame.mono) * 1000.0,
             timings=StageTimings(capture_s * 1e3, pre_s * 1e3, inv_s * 1e3, post_s * 1e3),
             loop=LoopStats(fps, frames + 1, reader.dropped, reader.reconnects, reader.stalls),
+            model=classifier.last_model if isinstance(classifier, ClassifierSlot) else None,
         )
         for sink in sinks:
             sink.on_result(frame, tensor, prediction, stats)
@@ -163,7 +165,16 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     """``edgecls run``: check everything, then classify until done or told to stop."""
     if options.max_frames is not None and options.max_frames < 1:
         raise DataError(f"--max-frames must be at least 1, got {options.max_frames}")
+    from .update import plain_ref, resolve_store, start_updates
+
+    options, ref = resolve_store(options)
     info, backend, classifier = open_classifier(options)
+    slot = ClassifierSlot(info, backend, classifier, ref or plain_ref(options.model))
+    try:
+        updates = start_updates(options, slot)
+    except BaseException:
+        slot.close()
+        raise
     spec = parse_source(options.source)
     width, height = options.capture_size
     source_options = SourceOptions(width=width, height=height)
@@ -181,9 +192,9 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     log.info("classifying %s with %s on %s (%s)", spec, info.path.name, backend.name, ", ".join(info.labels))
     try:
         with stop_on_signals(stop):
-            summary = run_loop(reader, classifier, sinks, stop, options.max_frames)
+            summary = run_loop(reader, slot, sinks, stop, options.max_frames)
     finally:
-        close_all([reader, *sinks, backend])
+        close_all([*([updates] if updates else []), reader, *sinks, slot])
     return summary
 
 

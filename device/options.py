@@ -31,6 +31,11 @@ class RunOptions:
     defaults to 127.0.0.1). serve_token: required on every route when set (else the
     ``EDGECLS_SERVE_TOKEN`` environment variable, if set).
 
+    store: serve the current model of this model store (``--model`` is then not needed;
+    see :mod:`.store`). trust: public keys a package must be signed by. inbox: a folder
+    watched for update packages (:mod:`.update`). probation_s: seconds a new model is
+    watched before it is confirmed.
+
     A new sink adds its option here, in ``device/cli.py`` and one entry in ``sinks.SINKS``.
     """
 
@@ -54,3 +59,7 @@ class RunOptions:
     serve: str | None = None
     serve_token: str | None = None
     capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE
+    store: Path | None = None
+    trust: tuple[Path, ...] = ()
+    inbox: Path | None = None
+    probation_s: float = 30.0
