@@ -203,6 +203,9 @@ class ModelStore:
     def commit_folder(self, info: PackageInfo, tmp: Path) -> StoredModel:
         """Move a verified unpacked package into models/<sha256> (already there: keep that one)."""
         target = self.root / MODELS / info.model_sha256
+        state = self.state()
+        if target.exists() and info.model_sha256 not in (state.current, state.previous, *state.older):
+            shutil.rmtree(target)  # left by a refused or interrupted package, perhaps with another bundle
         if target.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
@@ -236,6 +239,7 @@ class ModelStore:
         self._write_state(new)
         self.log(event, model=failed, to=new.current, reason=reason)
         log.warning("rolled back from %s to %s: %s", (failed or "?")[:12], (new.current or "?")[:12], reason)
+        self.prune()
         return self.get(new.current)  # type: ignore[arg-type]
 
     def prune(self) -> None:
@@ -251,8 +255,6 @@ class ModelStore:
         for leftover in (self.root / TMP).iterdir():
             shutil.rmtree(leftover, ignore_errors=True)
         state = self.state()
-        if state.current is not None:
-            self.prune()  # a package killed between its unpacking and its swap
         if state.probation is not None:
             self.rollback(f"restarted during the probation of {state.probation.candidate[:12]} "
                           "(a crash, a kill or a power cut): its previous model is back", "recovered")
@@ -262,6 +264,7 @@ class ModelStore:
                 break
             problem = check_unpacked(self.root / MODELS / state.current, trusted)
             if problem is None:
+                self.prune()  # a package killed between its unpacking and its swap
                 return self.get(state.current)
             if state.previous is None:
                 raise ModelError(f"store {self.root}: the current model {state.current[:12]} is damaged ({problem}) "

@@ -402,7 +402,6 @@ def resolve_store(options: RunOptions) -> tuple[RunOptions, ModelRef | None]:
 
     trusted = load_public_keys(options.trust) if options.trust else None
     stored = ModelStore(options.store).recover(trusted)
-    log.info("store %s: running %s", options.store, stored.short)
     return replace(options, model=stored.model, labels=None), ref_of(stored)
 
 
@@ -433,4 +432,6 @@ def start_updates(options: RunOptions, slot: ClassifierSlot) -> Updates | None:
     except BaseException:
         os.close(lock)
         raise
+    log.info("store %s: running %s%s", options.store, slot.current.ref.short if slot.current.ref else "?",
+             f"; watching {options.inbox} for packages" if options.inbox else "")
     return Updates(manager, watcher, lock)

