@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -124,7 +125,8 @@ def main() -> None:
     print("## update (live model update through the inbox)\n")
     print(f"`scripts/bench update`: the demo run packaged twice (v1, v2 re-calibrated), {COUNT}-image field "
           f"bundles, v2 dropped into the inbox of `edgecls run --store --inbox --realtime` on a 640x480 "
-          f"MJPG recording at {FPS:.0f} fps; medians of {rounds} rounds on {platform.machine()}.\n")
+          f"MJPG recording at {FPS:.0f} fps; medians of {rounds} rounds on {platform.machine()}, "
+          f"load average {os.getloadavg()[0]:.1f} at the end.\n")
     print("| figure | median | all rounds | goal |")
     print("| --- | ---: | --- | --- |")
     print(f"| update to live (inbox rename -> first v2 result; includes the 1 s settle wait) | {med['update_s']:.2f} s | "
