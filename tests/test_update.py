@@ -315,6 +315,29 @@ def test_rollback_by_hand(packages: dict[str, Path], keys: dict[str, Path], base
     assert_one_line_error(run_cli("rollback", "--store", str(store)), "has no previous model")
 
 
+def test_rollback_by_hand_live(packages: dict[str, Path], keys: dict[str, Path], base_store: Path,
+                               recording: Path, tmp_path: Path) -> None:
+    """``edgecls rollback`` beside a live device: it swaps back between two frames; no result is lost."""
+    store = _fresh_store(base_store, tmp_path / "store")
+    run_cli("store", "install", str(packages["v2"]), "--store", str(store), "--trust", str(keys["pub"]), check=True)
+    device = start_device(store, keys["pub"], recording, tmp_path, probation=2.0)
+    try:
+        device.wait_for("classifying")
+        time.sleep(1.0)
+        proc = run_cli("rollback", "--store", str(store), check=True)
+        assert "the live process now runs v1" in proc.stdout, proc.stdout
+        time.sleep(1.0)
+        assert device.stop() == 0
+    finally:
+        device.kill9()
+    records = device.records()
+    gap, first = swap_gap(records, _sha(packages["v1"]))
+    assert records[first - 1]["model_version"] == "v2" and gap < 1.0
+    indexes = [r["source_index"] for r in records]
+    assert indexes == list(range(indexes[0], indexes[0] + len(indexes)))
+    print(f"rollback by hand, live: gap {gap * 1000:.1f} ms")
+
+
 # -- bad input, one line each
 
 
