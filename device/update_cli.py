@@ -75,8 +75,8 @@ def rollback(store: Annotated[Path, typer.Option(help="The model store folder.")
 
     from edgecls.errors import ModelError
 
+    from .inbox import ROLLBACK_REQUEST
     from .store import ModelStore
-    from .update import ROLLBACK_REQUEST
 
     model_store = ModelStore(store)
     lock = model_store.hold()
