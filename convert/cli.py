@@ -246,3 +246,6 @@ def _diagnose(run_dir: Path, data: Path, report: ParityReport, console: Console)
     _print_wide(console, t)
     if report.passed:
         console.print("parity passed; the table is for reference", highlight=False, soft_wrap=True)
+
+
+from . import package_cli  # noqa: E402, F401  (registers 'package make', the default of 'edgecls package')

@@ -50,7 +50,7 @@ def _warn_resize() -> None:
 @app.command()
 @handle_errors
 def run(
-    model: Annotated[Path, typer.Option(help="The .tflite model (labels and spec embedded, or labels.txt beside it).")],
+    model: Annotated[Path | None, typer.Option(help="The .tflite model (labels and spec embedded, or labels.txt beside it).")] = None,
     source: Annotated[str, typer.Option(help=SOURCE_HELP)] = "0",
     headless: Annotated[bool, typer.Option(help="No window: print results (and write --jsonl).")] = False,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many classified frames.")] = None,
@@ -94,6 +94,10 @@ def run(
     mqtt_state_every: Annotated[float, typer.Option(help="Seconds between retained state messages (also sent on every label change).")] = 30.0,
     ha_discovery_prefix: Annotated[str, typer.Option(help="Home Assistant discovery prefix ('' : no discovery).")] = "homeassistant",
     bundle: Annotated[Path | None, typer.Option(help="Field bundle for the MQTT command cmd/field-check.")] = None,
+    store: Annotated[Path | None, typer.Option(help="Serve the current model of this model store (instead of --model).")] = None,
+    trust: Annotated[list[Path] | None, typer.Option(help="With --store: a public key packages must be signed by (repeat for several).")] = None,
+    inbox: Annotated[Path | None, typer.Option(help="With --store: take update packages (*.edgecls) dropped into this folder.")] = None,
+    probation: Annotated[float, typer.Option(help="Seconds a new model is watched (errors, fps, a crash) before it is confirmed.")] = 30.0,
 ) -> None:
     """Classify camera frames live (or every frame of a video file or folder)."""
     from .loop import run as run_classifier
@@ -101,11 +105,16 @@ def run(
     from .sources import parse_capture_size
 
     _setup_logging()
+    if (model is None) == (store is None):
+        from edgecls.errors import DataError
+
+        raise DataError("give --model FILE.tflite or --store DIR (a model store), not both and not neither")
     _warn_resize()
     summary = run_classifier(RunOptions(
+        store=store, trust=tuple(trust or ()), inbox=inbox, probation_s=probation,
         capture_size=parse_capture_size(capture_size),
         save_frames=save_frames, save_every=save_every,
-        model=model, source=source, headless=headless, max_frames=max_frames, jsonl=jsonl, top_k=top_k,
+        model=model or Path(), source=source, headless=headless, max_frames=max_frames, jsonl=jsonl, top_k=top_k,
         threshold=threshold, smooth=smooth, num_threads=num_threads, edgetpu=edgetpu, device=device,
         labels=labels, stats_every_s=stats_every, quiet=quiet, serve=serve, serve_token=serve_token,
         realtime=realtime, input_mean=input_mean, input_std=input_std,
@@ -183,3 +192,6 @@ def doctor(
             out_console.print(f"      fix: {check.fix}", highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
+
+
+from . import update_cli  # noqa: E402, F401  (registers 'edgecls store' and 'edgecls rollback')

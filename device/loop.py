@@ -168,6 +168,7 @@ def run_loop(reader: FrameReader, classifier: Classifier | ClassifierSlot, sinks
             timings=StageTimings(capture_s * 1e3, pre_s * 1e3, inv_s * 1e3, post_s * 1e3),
             loop=LoopStats(fps, frames + 1, reader.dropped, reader.reconnects, reader.stalls),
             file=frame.name,
+            model=classifier.last_model if isinstance(classifier, ClassifierSlot) else None,
         )
         for sink in sinks:
             sink.on_result(frame, tensor, prediction, stats)
@@ -183,25 +184,34 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     if options.jsonl_max_mb < 0 or options.jsonl_keep < 1:
         raise DataError(f"--jsonl-max-mb must be 0 or more and --jsonl-keep at least 1, got "
                         f"{options.jsonl_max_mb} and {options.jsonl_keep}")
+    from .update import plain_ref, resolve_store, start_updates
+
+    options, ref = resolve_store(options)
     info, backend, classifier = open_classifier(options)
-    slot = ClassifierSlot(info, backend, classifier)  # cmd/reload swaps the model between frames
-    spec = parse_source(options.source)
-    width, height = options.capture_size
-    source_options = SourceOptions(width=width, height=height)
-    if options.capture_size != RunOptions.capture_size and spec.kind not in ("camera", "picamera2"):
-        log.info("--capture-size applies to cameras and picamera2; %s is read at its own size", spec)
-    source = open_source(spec, source_options)
+    # The gate (--inbox), rollback and cmd/reload swap the model in the slot between frames.
+    slot = ClassifierSlot(info, backend, classifier, ref or plain_ref(options.model))
+    updates = None
+    try:
+        updates = start_updates(options, slot)
+        spec = parse_source(options.source)
+        width, height = options.capture_size
+        source_options = SourceOptions(width=width, height=height)
+        if options.capture_size != RunOptions.capture_size and spec.kind not in ("camera", "picamera2"):
+            log.info("--capture-size applies to cameras and picamera2; %s is read at its own size", spec)
+        source = open_source(spec, source_options)
+    except BaseException:
+        _close_quietly([updates, slot])
+        raise
     stop = threading.Event()
     try:
         sinks = [*build_sinks(options, SinkContext(info, stop, str(spec), slot)), *extra_sinks]
     except BaseException:
-        source.close()
-        backend.close()
+        _close_quietly([source, updates, slot])
         raise
     try:
         begin_sinks(sinks)  # opens --jsonl (append): only now, after every check has passed
     except BaseException:
-        close_all([source, *sinks, slot])
+        _close_quietly([source, *sinks, updates, slot])
         raise
     # Capture starts here: everything a user can get wrong has been checked above.
     reader = start_reader(source, spec, source_options, realtime=options.realtime, read_ahead=True)
@@ -212,7 +222,7 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
             summary = run_loop(reader, slot, sinks, stop, options.max_frames)
     finally:
         end_sinks(sinks, summary, source)
-        close_all([reader, *sinks, slot])
+        close_all([*([updates] if updates else []), reader, *sinks, slot])
     assert summary is not None
     return summary
 
@@ -241,6 +251,12 @@ def end_sinks(sinks: Sequence[Sink], summary: RunSummary | None, source: Any) ->
                 end(record)
             except Exception as err:  # the summary line must not hide the run's own outcome
                 log.warning("could not write the run_end record: %s", err)
+
+
+def _close_quietly(things: Sequence[Any]) -> None:
+    """Close what was opened before a check failed; the check's error is the one to report."""
+    with contextlib.suppress(Exception):
+        close_all([thing for thing in things if thing is not None])
 
 
 def close_all(things: Sequence[Any]) -> None:

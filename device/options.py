@@ -38,6 +38,10 @@ class RunOptions:
     mqtt: broker URL (mqtt://HOST[:PORT] or mqtts://) for results, health and commands (None:
     off); the other ``mqtt_*`` fields, device_id, ha_discovery_prefix and bundle belong to it
     (see ``device/mqtt.py``). Credentials are a file or environment variables, never a value here.
+    store: serve the current model of this model store (``--model`` is then not needed;
+    see :mod:`.store`). trust: public keys a package must be signed by. inbox: a folder
+    watched for update packages (:mod:`.update`). probation_s: seconds a new model is
+    watched before it is confirmed.
 
     A new sink adds its option here, in ``device/cli.py`` and one entry in ``sinks.SINKS``.
     """
@@ -78,3 +82,7 @@ class RunOptions:
     mqtt_state_every_s: float = 30.0
     ha_discovery_prefix: str = "homeassistant"
     bundle: Path | None = None
+    store: Path | None = None
+    trust: tuple[Path, ...] = ()
+    inbox: Path | None = None
+    probation_s: float = 30.0

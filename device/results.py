@@ -74,6 +74,20 @@ class LoopStats:
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """Which model classified a frame: its file's sha256 and its package version (None for
+    a bare ``--model`` file). Records, /status and /metrics name it, so a result can be tied
+    to the exact model after an update swapped it."""
+
+    sha256: str
+    version: str | None = None
+
+    @property
+    def short(self) -> str:
+        return f"{self.version or 'unversioned'} ({self.sha256[:12]})"
+
+
+@dataclass(frozen=True)
 class FrameStats:
     """frame: 0-based count of classified frames. source_index: :attr:`Frame.index`.
     ts: capture wall-clock time. latency_ms: capture to prediction (before the sinks)."""
@@ -86,6 +100,8 @@ class FrameStats:
     loop: LoopStats
     #: The file the frame came from (folder sources), else None.
     file: str | None = None
+    #: The model that classified this frame (see :class:`ModelRef`); None outside the live loop.
+    model: ModelRef | None = None
 
 
 def result_record(prediction: Prediction, stats: FrameStats) -> dict[str, Any]:
@@ -109,4 +125,5 @@ def result_record(prediction: Prediction, stats: FrameStats) -> dict[str, Any]:
         "fps": round(stats.loop.fps, 2),
         "dropped": stats.loop.dropped,
         "reconnects": stats.loop.reconnects,
+        **({"model_sha256": stats.model.sha256, "model_version": stats.model.version} if stats.model else {}),
     }

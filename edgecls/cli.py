@@ -204,6 +204,8 @@ def _register_subcommands() -> None:
     """Commands of edgecls.convert and edgecls.device register themselves on ``app``."""
     import importlib
 
+    import edgecls.package_cli  # noqa: F401  (keygen, package verify: host and device)
+
     for module in ("edgecls.convert.cli", "edgecls.device.cli", "edgecls.fleet_cli"):
         try:
             importlib.import_module(module)

@@ -27,7 +27,9 @@ def _examples() -> list[list[str]]:
 
 
 def _command_path(words: list[str]) -> list[str]:
-    return words[:2] if words[0] in ("field", "fleet") else words[:1]
+    if words[0] == "package":  # 'edgecls package RUN_DIR' is 'package make RUN_DIR'
+        return words[:2] if words[1:2] == ["verify"] else ["package", "make"]
+    return words[:2] if words[0] in ("field", "fleet", "store") else words[:1]
 
 
 EXAMPLES = _examples()

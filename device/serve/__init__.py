@@ -106,6 +106,8 @@ class PreviewSink:
         }
         if latest is not None:
             _frame, prediction, stats = latest
+            if stats.model is not None:  # the model that classified this frame (it changes on an update)
+                out["model"].update(sha256=stats.model.sha256, version=stats.model.version)
             record = result_record(prediction, stats)
             out["prediction"] = {k: record[k] for k in ("label", "index", "score", "top")}
             out["stats"] = {k: v for k, v in record.items() if k not in out["prediction"]}

@@ -45,6 +45,9 @@ class Metrics:
         pc.Info("edgecls", "The model, backend and source of this run.", registry=r).info(
             {"model": model, "backend": backend, "source": source})
         self._totals = (0, 0, 0)
+        self.model = pc.Gauge("edgecls_model", "1 for the model classifying now (sha256, version); 0 for one it replaced.",
+                              ["sha256", "version"], registry=r)
+        self._model: tuple[str, str] | None = None
 
     def observe(self, stats: FrameStats, score: float) -> None:
         """Loop thread: one frame's numbers."""
@@ -55,6 +58,11 @@ class Metrics:
             child.observe(ms / 1000.0)
         self.fps.set(s.fps)
         self.score.set(score)
+        if stats.model is not None and (stats.model.sha256, stats.model.version or "") != self._model:
+            if self._model is not None:
+                self.model.labels(*self._model).set(0)
+            self._model = (stats.model.sha256, stats.model.version or "")
+            self.model.labels(*self._model).set(1)
         totals = (s.dropped, s.reconnects, s.stalls)
         if totals != self._totals:
             for counter, now, before in zip((self.dropped, self.reconnects, self.stalls), totals, self._totals, strict=True):
