@@ -16,7 +16,10 @@ import typer
 
 from edgecls.cli import app, err_console, handle_errors, out_console
 
-from . import field_cli  # noqa: F401  (registers 'edgecls field' and 'field check')
+from . import (
+    capture_cli,  # noqa: F401  (registers 'edgecls collect' and 'field import')
+    field_cli,  # noqa: F401  (registers 'edgecls field' and 'field check')
+)
 from .options import DEFAULT_CAPTURE_SIZE
 
 CAPTURE_SIZE = "{}x{}".format(*DEFAULT_CAPTURE_SIZE)
@@ -61,6 +64,12 @@ def run(
     serve_token: Annotated[str | None, typer.Option(
         envvar="EDGECLS_SERVE_TOKEN", show_envvar=True, show_default=False,
         help="Require this token on every --serve route (?token= or Authorization: Bearer).")] = None,
+    capture: Annotated[Path | None, typer.Option(help="Keep the frames the --capture-rule rules catch here, for review.")] = None,
+    capture_rule: Annotated[list[str] | None, typer.Option(
+        help="low-score:S, margin:M, label:NAME, flip or every:N; repeat or comma-join. Default: low-score:0.6,margin:0.2.")] = None,
+    capture_rate: Annotated[str, typer.Option(help="Caps on captures per minute, hour, day.")] = "10/min,200/hour,2000/day",
+    capture_quota: Annotated[float, typer.Option(help="MB the capture folder may hold; the oldest captures are evicted.")] = 200.0,
+    drift: Annotated[bool, typer.Option("--drift/--no-drift", help="Watch input and output statistics against the model's baseline.")] = True,
 ) -> None:
     """Classify camera frames live (or every frame of a video file or folder)."""
     from .loop import run as run_classifier
@@ -75,6 +84,8 @@ def run(
         threshold=threshold, smooth=smooth, num_threads=num_threads, edgetpu=edgetpu, device=device,
         labels=labels, stats_every_s=stats_every, quiet=quiet, serve=serve, serve_token=serve_token,
         realtime=realtime,
+        capture=capture, capture_rate=capture_rate, capture_quota_mb=capture_quota, drift=drift,
+        **({"capture_rules": tuple(capture_rule)} if capture_rule else {}),
     ))
     err_console.print(
         f"done: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps, "

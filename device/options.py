@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .capture_rules import DEFAULT_RATE, DEFAULT_RULES
+
 #: The (width, height) asked of a camera unless --capture-size says otherwise.
 DEFAULT_CAPTURE_SIZE = (640, 480)
 #: With --save-frames: one frame in ten (3 a second from a 30 fps camera).
@@ -31,6 +33,10 @@ class RunOptions:
     defaults to 127.0.0.1). serve_token: required on every route when set (else the
     ``EDGECLS_SERVE_TOKEN`` environment variable, if set).
 
+    capture: keep the frames the ``capture_rules`` catch here, at most ``capture_rate``, the
+    folder held under ``capture_quota_mb`` (None: off; see :mod:`.capture`).
+    drift: watch input and output statistics against the artifact's baseline (:mod:`.drift`).
+
     A new sink adds its option here, in ``device/cli.py`` and one entry in ``sinks.SINKS``.
     """
 
@@ -54,3 +60,8 @@ class RunOptions:
     serve: str | None = None
     serve_token: str | None = None
     capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE
+    capture: Path | None = None
+    capture_rules: tuple[str, ...] = DEFAULT_RULES
+    capture_rate: str = DEFAULT_RATE
+    capture_quota_mb: float = 200.0
+    drift: bool = True

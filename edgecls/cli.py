@@ -117,6 +117,8 @@ def train(
     val_split: Annotated[float, typer.Option(help="Fraction held out for validation when no --val-dir.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed for split, shuffling, augmentation and weights.")] = 0,
     force: Annotated[bool, typer.Option(help="Replace a non-empty run folder.")] = False,
+    extra_data: Annotated[list[Path] | None, typer.Option(
+        help="Reviewed class folders (e.g. 'edgecls field import') added to the training images; repeatable.")] = None,
 ) -> None:
     """Train the article's CNN (64x64x3, two conv blocks, Dense(128)) on DATA_DIR."""
     from edgecls.train import TrainOptions
@@ -125,7 +127,8 @@ def train(
     _quiet_tensorflow()
 
     result = run_train(data_dir, out, TrainOptions(epochs=epochs, val_dir=val_dir, val_split=val_split,
-                                                   seed=seed, force=force), err_console)
+                                                   seed=seed, force=force,
+                                                   extra_data=tuple(extra_data or ())), err_console)
     out_console.print(
         f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.2%}; "
         f"run folder {result.run_dir}"
