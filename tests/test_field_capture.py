@@ -267,3 +267,30 @@ def test_collect_saves_originals_and_skips_near_duplicates(tmp_path: Path) -> No
                           "cannot be a folder name")
     assert_one_line_error(run_cli("collect", "--source", str(tmp_path / "none.avi"), "--label", "a", "--out",
                                   str(tmp_path / "d")), "none.avi")
+
+
+def test_drift_state_reaches_status_and_metrics() -> None:
+    """The monitor's accessor, through a real preview server: /status carries it, /metrics its gauges."""
+    from serve_helpers import get, status
+
+    from edgecls.device.serve import PreviewSink, parse_address
+
+    baseline, _ = _baseline()
+    info = ModelInfo(Path("m.tflite"), LABELS, "sigmoid", None, "test")
+    monitor = DriftMonitor(info, baseline)
+    rng = np.random.default_rng(4)
+    dark = [to_model_input(apply_shift(render(LABELS[i % 2], rng, (120, 160)), "gamma", rng, 1.5), "bgr") for i in range(330)]
+    _feed(monitor, dark)
+    sink = PreviewSink(parse_address("127.0.0.1:0"), info, "cpu, test", "test.avi")
+    try:
+        sink.attach({"drift": monitor, "off": DriftMonitor(info, None)})
+        port = sink.address.port
+        got = status(port)
+        assert got["drift"]["enabled"] and got["drift"]["alarms"][0]["statistic"] in got["drift"]["psi"]
+        assert got["off"] == {"enabled": False, "reason": monitor.off_reason or got["off"]["reason"]}
+        code, _, body = get(port, "/metrics")
+        text = body.decode()
+        assert code == 200 and 'edgecls_drift_alarm{statistic="brightness"} 1.0' in text, text[-1500:]
+        assert "edgecls_drift_enabled 0.0" in text and "edgecls_drift_enabled 1.0" in text
+    finally:
+        sink.close()
