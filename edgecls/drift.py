@@ -53,14 +53,17 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 def scalar_stats(tensor: np.ndarray) -> tuple[float, float, float]:
     """(brightness, contrast, sharpness) of one HxWx3 uint8 RGB model input."""
     y = tensor.astype(np.float32) @ LUMA
+    mean = float(y.mean())
+    std = float(np.sqrt(max(float(np.mean(y * y)) - mean * mean, 0.0)))  # one pass less than y.std()
     lap = np.abs(4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:])
-    return float(y.mean()), float(y.std()), float(lap.mean())
+    return mean, std, float(lap.mean())
 
 
 def colour_counts(tensor: np.ndarray) -> np.ndarray:
-    """3 x COLOUR_BINS pixel counts, one row per RGB channel."""
+    """3 x COLOUR_BINS pixel counts, one row per RGB channel, of every other pixel in each
+    direction: a quarter of the work, and a window of frames still pools 100,000s of pixels."""
     shift = 8 - int(np.log2(COLOUR_BINS))
-    flat = (tensor.reshape(-1, 3) >> shift).astype(np.intp) + np.arange(3) * COLOUR_BINS
+    flat = (tensor[::2, ::2].reshape(-1, 3) >> shift).astype(np.intp) + np.arange(3) * COLOUR_BINS
     return np.bincount(flat.ravel(), minlength=3 * COLOUR_BINS).reshape(3, COLOUR_BINS)
 
 
