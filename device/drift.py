@@ -10,7 +10,7 @@ near its limit does not flap).
 
 Limits (PSI). The rule of thumb of credit scoring reads PSI < 0.1 as no change and
 > 0.25 as a major shift, for samples of independent items. A camera's window is not
-that: 300 frames are a handful of scenes, each frame close to the previous one, so
+that: 900 frames (30 s) are a few dozen scenes, each frame close to the previous one, so
 even a camera watching the training distribution scores higher by chance. The limits
 below were set from unshifted demo video (``scripts/bench_field.py``: the largest PSI
 seen over more than 10,000 unshifted frames, per statistic) with headroom of about 2x,
@@ -33,7 +33,7 @@ import numpy as np
 from edgecls.drift import (
     CHANNELS,
     COLOUR_BINS,
-    DECILES,
+    QUANTILE_BINS,
     SCALARS,
     SCORE_BINS,
     Baseline,
@@ -43,13 +43,14 @@ from edgecls.drift import (
     scalar_stats,
     score_bin,
 )
+from edgecls.errors import ModelError
 
 from .model import ModelInfo
 from .results import Frame, FrameStats, Prediction
 
 log = logging.getLogger("edgecls.device")
 
-WINDOW_FRAMES = 300
+WINDOW_FRAMES = 900
 SAMPLE_EVERY = 3
 CHECK_EVERY = 30
 #: PSI limits per statistic (see the module docstring for where they come from).
@@ -125,7 +126,7 @@ class DriftMonitor:
         values = self._scalars[:filled]
         out: dict[str, float] = {}
         for i, name in enumerate(SCALARS):
-            counts = np.bincount(np.searchsorted(self._edges[name], values[:, i], side="right"), minlength=DECILES)
+            counts = np.bincount(np.searchsorted(self._edges[name], values[:, i], side="right"), minlength=QUANTILE_BINS)
             out[name] = psi(counts, b.expected[name])
             self.moved[name] = (b.mean[name], float(values[:, i].mean()) if filled else float("nan"))
         mids = (np.arange(COLOUR_BINS) + 0.5) * (256 / COLOUR_BINS)
@@ -198,7 +199,12 @@ class DriftMonitor:
 
 def open_drift(model: ModelInfo) -> DriftMonitor:
     """The monitor for this model: on when its artifact carries a baseline, else off (said once)."""
-    monitor = DriftMonitor(model, read_baseline(model.path))
+    try:
+        baseline = read_baseline(model.path)
+    except ModelError as err:  # a broken baseline must not stop a device that classifies fine
+        log.warning("drift monitor off: %s", err)
+        return DriftMonitor(model, None)
+    monitor = DriftMonitor(model, baseline)
     if not monitor.enabled:
         log.info("drift monitor off: %s", monitor.off_reason)
     return monitor

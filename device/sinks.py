@@ -226,11 +226,11 @@ SinkFactory = Callable[[RunOptions, SinkContext], "Sink | None"]
 
 #: Sink factories in the order the sinks run. Each returns its sink, or None when off.
 SINKS: dict[str, SinkFactory] = {
-    "drift": _drift,  # reads the artifact only; creates nothing
-    "serve": _serve,  # first to create anything: a port in use fails before any output file is created
+    "serve": _serve,  # first: a port in use fails before any output file is created
     "jsonl": _jsonl,
     "save_frames": _save_frames,
     "capture": _capture,
+    "drift": _drift,  # after the sinks that can refuse to start: its "off" note is no error's preamble
     "console": _console,
     "stats": _stats,
     "window": _window,

@@ -18,7 +18,7 @@ Statistics (one value per image unless said otherwise):
 - colour_red/green/blue: pooled pixel histogram of each channel (16 bins);
 - class_mix: share of each predicted label; score: histogram of the top-1 score.
 
-Scalar statistics are binned at the training data's deciles, so the baseline is ten
+Scalar statistics are binned at the training data's quintiles, so the baseline is five
 equal bins and a shift in either direction moves mass between them. Only numpy here:
 the device reads the baseline without TensorFlow.
 """
@@ -43,7 +43,9 @@ SCALARS = ("brightness", "contrast", "sharpness")
 CHANNELS = ("colour_red", "colour_green", "colour_blue")
 COLOUR_BINS = 16
 SCORE_BINS = 10
-DECILES = 10
+#: Scalar statistics are binned at the training data's quintiles: a window holds a few dozen
+#: distinct scenes, too few to fill ten bins by chance alone.
+QUANTILE_BINS = 5
 #: Proportions are floored here before the logarithm: an empty bin in a window of a few
 #: hundred frames is chance, not infinite drift.
 EPS = 1e-3
@@ -82,7 +84,7 @@ def psi(actual: np.ndarray | tuple[float, ...], expected: np.ndarray | tuple[flo
 
 @dataclass(frozen=True)
 class Baseline:
-    """edges[name]: inner bin edges of a scalar statistic (9 for deciles); expected[name]:
+    """edges[name]: inner bin edges of a scalar statistic (4 for quintiles); expected[name]:
     its baseline proportions (scalars, colour channels, score, class_mix); mean[name]: its
     baseline mean, so an alarm can say how far it moved; labels: the model's labels."""
 
@@ -110,7 +112,7 @@ class Baseline:
             mean = {str(k): float(v) for k, v in raw["mean"].items()}
             counts = {str(k): int(v) for k, v in raw["counts"].items()}
             for name in SCALARS:
-                if len(edges[name]) != DECILES - 1 or len(expected[name]) != DECILES:
+                if len(edges[name]) != QUANTILE_BINS - 1 or len(expected[name]) != QUANTILE_BINS:
                     raise ValueError(f"{name} has {len(edges[name])} edges")
             for name in CHANNELS:
                 if len(expected[name]) != COLOUR_BINS:
@@ -132,9 +134,9 @@ def build_baseline(train: np.ndarray, labels: tuple[str, ...], predicted: np.nda
     expected: dict[str, tuple[float, ...]] = {}
     mean: dict[str, float] = {}
     for i, name in enumerate(SCALARS):
-        inner = np.quantile(values[:, i], np.arange(1, DECILES) / DECILES)
+        inner = np.quantile(values[:, i], np.arange(1, QUANTILE_BINS) / QUANTILE_BINS)
         edges[name] = tuple(float(x) for x in inner)
-        counts = np.bincount(np.searchsorted(inner, values[:, i], side="right"), minlength=DECILES)
+        counts = np.bincount(np.searchsorted(inner, values[:, i], side="right"), minlength=QUANTILE_BINS)
         expected[name] = tuple(float(x) for x in counts / counts.sum())
         mean[name] = float(values[:, i].mean())
     colour = sum((colour_counts(t) for t in train), np.zeros((3, COLOUR_BINS), np.int64))

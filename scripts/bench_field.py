@@ -33,6 +33,9 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+#: Unshifted frames before a shift (a full window), and shifted frames after it.
+WARM = 900
+SHIFTED = 1800
 
 
 def say(message: str) -> None:
@@ -49,15 +52,19 @@ def camera_frames(count: int, kinds: tuple[str, ...], shift: str, seed: int, sce
     h, w = size
     frames, truth = [], []
     scene = np.zeros((h, w, 3), np.uint8)
+    # sensor noise from a small bank in rotation (fresh noise per frame costs more than the rest)
+    bank = [rng.normal(0, 3, (h + 8, w + 8, 3)).astype(np.float32) for _ in range(5)]
     kind = kinds[0]
     for i in range(count):
         if i % scene_frames == 0:
             kind = kinds[(i // scene_frames) % len(kinds)]
-            scene = apply_shift(render(kind, rng, size), shift, rng)
+            # drawn at a training image's size and upscaled, as a camera sees the scene
+            scene = apply_shift(cv2.resize(render(kind, rng), (w, h), interpolation=cv2.INTER_LINEAR), shift, rng)
         t = (i % scene_frames) / scene_frames
         m = np.array([[1, 0, 4 * np.sin(2 * np.pi * t)], [0, 1, 3 * np.cos(2 * np.pi * t)]], np.float32)
         moved = cv2.warpAffine(scene, m, (w, h), borderMode=cv2.BORDER_REFLECT)
-        frames.append(np.clip(moved + rng.normal(0, 3, moved.shape), 0, 255).astype(np.uint8))
+        off = i % 8
+        frames.append(np.clip(moved + bank[i % 5][off : off + h, off : off + w], 0, 255).astype(np.uint8))
         truth.append(kind)
     return frames, truth
 
@@ -100,7 +107,7 @@ def capture_precision(model: Path, n: int) -> list[str]:
 
 
 def drift_detection(model: Path, null_frames: int) -> list[str]:
-    from edgecls.device.drift import LIMITS, DriftMonitor
+    from edgecls.device.drift import CHECK_EVERY, LIMITS, SAMPLE_EVERY, WINDOW_FRAMES, DriftMonitor
     from edgecls.device.model import read_model_info
     from edgecls.device.results import Frame, FrameStats, LoopStats, StageTimings
     from edgecls.drift import read_baseline
@@ -142,16 +149,16 @@ def drift_detection(model: Path, null_frames: int) -> list[str]:
              ("colour cast +-40", "cast", ("circle", "cross")), ("unseen class (triangle)", "none", ("triangle",)))
     for name, shift, kinds in cases:
         monitor = DriftMonitor(info, baseline)
-        warm, _ = camera_frames(600, ("circle", "cross"), "none", 7)
+        warm, _ = camera_frames(WARM, ("circle", "cross"), "none", 7)
         feed(monitor, warm, 0)
         assert not monitor.alarms, monitor.state()
-        shifted, _ = camera_frames(900, kinds, shift, 8)
-        at = feed(monitor, shifted, 600)
-        what = "; ".join(monitor.describe(k) for k in monitor.alarms) if at is not None else "no alarm in 900 frames"
+        shifted, _ = camera_frames(SHIFTED, kinds, shift, 8)
+        at = feed(monitor, shifted, WARM)
+        what = "; ".join(monitor.describe(k) for k in monitor.alarms) if at is not None else f"no alarm in {SHIFTED} frames"
         rows.append(f"| {name} | {at if at is not None else '-'} | {what} |")
         say(f"drift {name}: {at} ({what})")
     peaks = ", ".join(f"{k} {peak.get(k, 0):.2f}/{LIMITS[k]:.2f}" for k in LIMITS)
-    return [f"Window {null.labels and 300} frames, checked every 30. Frames from the shift's start to the first alarm "
+    return [f"Window {WINDOW_FRAMES} frames, input statistics on every {SAMPLE_EVERY}rd, checked every {CHECK_EVERY}. Frames from the shift's start to the first alarm "
             "(a new scene every 30 frames, 30 fps camera-like sway and noise):", "",
             "| shift | frames to alarm | alarm |", "| --- | ---: | --- |", *rows, "",
             f"False alarms over {null_frames} unshifted frames: **{alarms_raised}**. "

@@ -103,7 +103,7 @@ def _feed(monitor: DriftMonitor, tensors: list[np.ndarray], start: int = 0) -> N
 def test_drift_monitor_quiet_on_training_like_frames_alarms_on_darkening() -> None:
     baseline, _ = _baseline()
     info = ModelInfo(Path("m.tflite"), LABELS, "sigmoid", None, "test")
-    monitor = DriftMonitor(info, Baseline.from_json(baseline.to_json(), "test"))
+    monitor = DriftMonitor(info, Baseline.from_json(baseline.to_json(), "test"), window=300)
     rng = np.random.default_rng(2)
     fresh = [to_model_input(render(LABELS[i % 2], rng, (120, 160)), "bgr") for i in range(600)]
     _feed(monitor, fresh)
@@ -238,9 +238,10 @@ def test_drift_monitor_in_the_live_loop(int8_model: Path, tmp_path: Path) -> Non
     """With a baseline: quiet on training-like video, an alarm naming brightness on a darkened one;
     an artifact without one runs and says the monitor is off."""
     rng = np.random.default_rng(3)
-    plain = [cv2.resize(render(["circle", "cross"][i % 2], rng), (320, 240)) for i in range(450)]
-    dark = [apply_shift(f, "gamma", rng, 1.5) for f in plain[:300]]
-    video = write_video(tmp_path / "drift.avi", plain[:300] + dark)
+    scenes = [cv2.resize(render(["circle", "cross"][i % 2], rng), (320, 240)) for i in range(150)]
+    plain = [s for s in scenes for _ in range(6)]  # one window (900 frames) of 150 scenes
+    dark = [apply_shift(f, "gamma", rng, 1.5) for f in plain[:600]]
+    video = write_video(tmp_path / "drift.avi", plain + dark)
     proc = run_cli("run", "--model", str(int8_model), "--source", str(video), "--headless", "--quiet",
                    "--stats-every", "0.01", check=True)
     alarms = [line for line in proc.stderr.splitlines() if "drift alarm" in line]
@@ -277,7 +278,7 @@ def test_drift_state_reaches_status_and_metrics() -> None:
 
     baseline, _ = _baseline()
     info = ModelInfo(Path("m.tflite"), LABELS, "sigmoid", None, "test")
-    monitor = DriftMonitor(info, baseline)
+    monitor = DriftMonitor(info, baseline, window=300)
     rng = np.random.default_rng(4)
     dark = [to_model_input(apply_shift(render(LABELS[i % 2], rng, (120, 160)), "gamma", rng, 1.5), "bgr") for i in range(330)]
     _feed(monitor, dark)
