@@ -240,7 +240,7 @@ def test_drift_monitor_in_the_live_loop(int8_model: Path, tmp_path: Path) -> Non
     rng = np.random.default_rng(3)
     scenes = [cv2.resize(render(["circle", "cross"][i % 2], rng), (320, 240)) for i in range(150)]
     plain = [s for s in scenes for _ in range(6)]  # one window (900 frames) of 150 scenes
-    dark = [apply_shift(f, "gamma", rng, 1.5) for f in plain[:600]]
+    dark = [apply_shift(f, "gamma", rng, 1.5) for f in plain]  # a second window, under-exposed
     video = write_video(tmp_path / "drift.avi", plain + dark)
     proc = run_cli("run", "--model", str(int8_model), "--source", str(video), "--headless", "--quiet",
                    "--stats-every", "0.01", check=True)
