@@ -174,6 +174,9 @@ class CaptureSink:
         rule = self.rules.match(stats.frame, prediction)
         if rule is None:
             return
+        if self.caps.full():  # before the fingerprint: an unsure scene can last minutes
+            self.rate_limited += 1
+            return
         fp = fingerprint(tensor) if self.dedupe is not None else None
         if self.dedupe is not None and fp is not None and self.dedupe.seen(fp):
             return

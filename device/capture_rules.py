@@ -148,12 +148,15 @@ class RateCaps:
         longest = max((n for n, _ in caps), default=0)
         self._times: deque[float] = deque(maxlen=max(longest, 1))
 
-    def allow(self) -> bool:
+    def full(self) -> bool:
+        """True when any cap is reached now (checked before the costlier duplicate test)."""
         now = self._clock()  # type: ignore[operator]
-        for count, period in self.caps:
-            if count == 0:
-                return False
-            if len(self._times) >= count and now - self._times[-count] < period:
-                return False
-        self._times.append(now)
+        return any(count == 0 or (len(self._times) >= count and now - self._times[-count] < period)
+                   for count, period in self.caps)
+
+    def allow(self) -> bool:
+        """Record a capture now if no cap is reached; say whether it was allowed."""
+        if self.full():
+            return False
+        self._times.append(self._clock())  # type: ignore[operator]
         return True
