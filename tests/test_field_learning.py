@@ -23,12 +23,14 @@ from edgecls.demo_field import write_field_folder
 
 pytestmark = pytest.mark.slow
 
-#: Accuracy points the retrained model must gain on held-out fenced frames. Measured here:
-#: see the report the test prints (about +20 points); 10 leaves room for seed noise.
-MIN_FIELD_GAIN = 0.10
-#: Accuracy points the retrained model may lose on the original test split: the capture set
-#: is small beside 6,000 training images, so it should cost nothing; 2 points is noise.
-MAX_TEST_DROP = 0.02
+#: Accuracy points the retrained model must gain on held-out fenced frames. Measured here
+#: (357 captures of 1,200 fenced frames): 55.3 % -> 83.3 %, +28 points; 15 leaves room
+#: for the noise of a 5-epoch training run.
+MIN_FIELD_GAIN = 0.15
+#: Accuracy points the retrained model may lose on the original test split. Measured:
+#: 86.0 % -> 84.5 %. Two 5-epoch runs of this CNN differ by a point or two on their own
+#: (the model is still learning at epoch 5), so 3 points is the bound, not a goal.
+MAX_TEST_DROP = 0.03
 FIELD_FRAMES = 1200
 HELD_OUT = 300
 #: The fence makes the model confidently wrong more often than unsure (measured: of 400
