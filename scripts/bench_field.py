@@ -151,7 +151,9 @@ def drift_detection(model: Path, null_frames: int) -> list[str]:
         monitor = DriftMonitor(info, baseline)
         warm, _ = camera_frames(WARM, ("circle", "cross"), "none", 7)
         feed(monitor, warm, 0)
-        assert not monitor.alarms, monitor.state()
+        if monitor.alarms:  # a false alarm before the shift: counted in the table, not hidden
+            rows.append(f"| {name} | false alarm before the shift | {'; '.join(monitor.describe(k) for k in monitor.alarms)} |")
+            continue
         shifted, _ = camera_frames(SHIFTED, kinds, shift, 8)
         at = feed(monitor, shifted, WARM)
         what = "; ".join(monitor.describe(k) for k in monitor.alarms) if at is not None else f"no alarm in {SHIFTED} frames"
