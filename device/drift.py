@@ -21,9 +21,11 @@ of pooled pixels. The class mix gets the widest limit: a camera that looks at on
 for half a minute is not drift. The benchmark reports how many frames each controlled
 shift takes to raise an alarm with these limits.
 
-Cost: the statistics of one 64x64 input cost about as much as preprocessing a 640x480
-frame, so they run on every ``SAMPLE_EVERY``-th frame only (100 samples a window, plenty
-for deciles); labels and scores are counted on every frame (BENCHMARKS.md: frames/s).
+Cost: the statistics of one 64x64 input cost about three times the preprocessing of a
+640x480 frame, so they run on every ``SAMPLE_EVERY``-th frame only: 90 samples a window,
+three per scene of a camera that sees a new scene a second, which is all the window's
+information (frames of one scene are near copies); labels and scores are counted on
+every frame. BENCHMARKS.md measures frames/s with the monitor and capture on and off.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from .results import Frame, FrameStats, Prediction
 log = logging.getLogger("edgecls.device")
 
 WINDOW_FRAMES = 900
-SAMPLE_EVERY = 3
+SAMPLE_EVERY = 10
 CHECK_EVERY = 30
 #: PSI limits per statistic (see the module docstring for where they come from).
 LIMITS: dict[str, float] = {

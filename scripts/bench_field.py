@@ -160,7 +160,7 @@ def drift_detection(model: Path, null_frames: int) -> list[str]:
         rows.append(f"| {name} | {at if at is not None else '-'} | {what} |")
         say(f"drift {name}: {at} ({what})")
     peaks = ", ".join(f"{k} {peak.get(k, 0):.2f}/{LIMITS[k]:.2f}" for k in LIMITS)
-    return [f"Window {WINDOW_FRAMES} frames, input statistics on every {SAMPLE_EVERY}rd, checked every {CHECK_EVERY}. Frames from the shift's start to the first alarm "
+    return [f"Window {WINDOW_FRAMES} frames, input statistics on every {SAMPLE_EVERY}th, checked every {CHECK_EVERY}. Frames from the shift's start to the first alarm "
             "(a new scene every 30 frames, 30 fps camera-like sway and noise):", "",
             "| shift | frames to alarm | alarm |", "| --- | ---: | --- |", *rows, "",
             f"False alarms over {null_frames} unshifted frames: **{alarms_raised}**. "

@@ -103,7 +103,7 @@ def _feed(monitor: DriftMonitor, tensors: list[np.ndarray], start: int = 0) -> N
 def test_drift_monitor_quiet_on_training_like_frames_alarms_on_darkening() -> None:
     baseline, _ = _baseline()
     info = ModelInfo(Path("m.tflite"), LABELS, "sigmoid", None, "test")
-    monitor = DriftMonitor(info, Baseline.from_json(baseline.to_json(), "test"), window=300)
+    monitor = DriftMonitor(info, Baseline.from_json(baseline.to_json(), "test"), window=300, sample_every=2)
     rng = np.random.default_rng(2)
     fresh = [to_model_input(render(LABELS[i % 2], rng, (120, 160)), "bgr") for i in range(600)]
     _feed(monitor, fresh)
@@ -278,7 +278,7 @@ def test_drift_state_reaches_status_and_metrics() -> None:
 
     baseline, _ = _baseline()
     info = ModelInfo(Path("m.tflite"), LABELS, "sigmoid", None, "test")
-    monitor = DriftMonitor(info, baseline, window=300)
+    monitor = DriftMonitor(info, baseline, window=300, sample_every=2)
     rng = np.random.default_rng(4)
     dark = [to_model_input(apply_shift(render(LABELS[i % 2], rng, (120, 160)), "gamma", rng, 1.5), "bgr") for i in range(330)]
     _feed(monitor, dark)
