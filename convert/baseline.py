@@ -25,7 +25,7 @@ from .runner import TFLiteModel
 
 log = logging.getLogger("edgecls.convert")
 
-#: Images per side: enough for deciles and a 10-bin score histogram, about a second of work.
+#: Images per side: enough for quintiles and a 10-bin score histogram, about a second of work.
 BASELINE_SAMPLE = 600
 
 
