@@ -80,7 +80,10 @@ def _print_export(result: ExportResult) -> None:
     out_console.print(f"wrote {result.path} ({result.size_bytes:,} bytes, {result.mode})", highlight=False, soft_wrap=True)
     out_console.print(f"  input {_quant(result.input)}; output {_quant(result.output)}", highlight=False, soft_wrap=True)
     out_console.print(f"  ops: {' '.join(result.ops)}", highlight=False, soft_wrap=True)
-    out_console.print("  embedded: labels.txt, edgecls.json (TFLite metadata names labels.txt); "
+    from edgecls.drift import read_baseline
+
+    drift = ", baseline.json (drift baseline)" if read_baseline(result.path) is not None else ""
+    out_console.print(f"  embedded: labels.txt, edgecls.json{drift} (TFLite metadata names labels.txt); "
                       "labels.txt beside it" + (f"; calibrated on {result.calibration_count} images"
                                                   if result.calibration_count else ""), highlight=False, soft_wrap=True)
 

@@ -29,6 +29,7 @@ from edgecls.model import import_tensorflow_quietly as import_tensorflow_quietly
 from edgecls.quiet import captured
 from edgecls.spec import ModelSpec, load_spec
 
+from .baseline import baseline_files
 from .graph import read_graph
 from .metadata import append_files, build_model_metadata, insert_metadata
 from .runner import io_info, litert_interpreter
@@ -214,7 +215,8 @@ def convert_run(
     data = insert_metadata(flat, build_model_metadata(spec, name=f"edgecls {'-'.join(spec.labels)} {mode}",
                                                       version=f"edgecls {__version__}"))
     data = append_files(data, {"labels.txt": labels_text(spec.labels).encode("utf-8"),
-                               "edgecls.json": spec.to_json().encode("utf-8")})
+                               "edgecls.json": spec.to_json().encode("utf-8"),
+                               **baseline_files(run_dir, spec, flat, data_dir)})
     litert_interpreter(data)  # the final bytes, trailing zip and all, must still load
     atomic_write_bytes(out, data)
     write_labels(out.parent / "labels.txt", spec.labels)

@@ -17,7 +17,10 @@ import typer
 from edgecls.cli import app, err_console, handle_errors, out_console, styled
 from edgecls.redact import MaskSecretsFilter
 
-from . import field_cli  # noqa: F401  (registers 'edgecls field' and 'field check')
+from . import (
+    capture_cli,  # noqa: F401  (registers 'edgecls collect' and 'field import')
+    field_cli,  # noqa: F401  (registers 'edgecls field' and 'field check')
+)
 from .options import DEFAULT_CAPTURE_SIZE, EDGETPU_DEVICE
 
 INPUT_MEAN_HELP = ("A model without normalisation metadata takes (pixel - mean) / std: the mean "
@@ -98,6 +101,12 @@ def run(
     trust: Annotated[list[Path] | None, typer.Option(help="With --store: a public key packages must be signed by (repeat for several).")] = None,
     inbox: Annotated[Path | None, typer.Option(help="With --store: take update packages (*.edgecls) dropped into this folder.")] = None,
     probation: Annotated[float, typer.Option(help="Seconds a new model is watched (errors, fps, a crash) before it is confirmed.")] = 30.0,
+    capture: Annotated[Path | None, typer.Option(help="Keep the frames the --capture-rule rules catch here, for review.")] = None,
+    capture_rule: Annotated[list[str] | None, typer.Option(
+        help="low-score:S, margin:M, label:NAME, flip or every:N; repeat or comma-join. Default: low-score:0.6,margin:0.2.")] = None,
+    capture_rate: Annotated[str, typer.Option(help="Caps on captures per minute, hour, day.")] = "10/min,200/hour,2000/day",
+    capture_quota: Annotated[float, typer.Option(help="MB the capture folder may hold; the oldest captures are evicted.")] = 200.0,
+    drift: Annotated[bool, typer.Option("--drift/--no-drift", help="Watch input and output statistics against the model's baseline.")] = True,
 ) -> None:
     """Classify camera frames live (or every frame of a video file or folder)."""
     from .loop import run as run_classifier
@@ -122,6 +131,8 @@ def run(
         mqtt=mqtt, device_id=device_id, mqtt_prefix=mqtt_prefix, mqtt_credentials=mqtt_credentials, mqtt_ca=mqtt_ca,
         mqtt_cert=mqtt_cert, mqtt_key=mqtt_key, mqtt_spool=mqtt_spool, mqtt_state_every_s=mqtt_state_every,
         ha_discovery_prefix=ha_discovery_prefix, bundle=bundle,
+        capture=capture, capture_rate=capture_rate, capture_quota_mb=capture_quota, drift=drift,
+        **({"capture_rules": tuple(capture_rule)} if capture_rule else {}),
     ))
     err_console.print(
         f"done: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps, "

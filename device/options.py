@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .capture_rules import DEFAULT_RATE, DEFAULT_RULES
+
 #: The (width, height) asked of a camera unless --capture-size says otherwise.
 DEFAULT_CAPTURE_SIZE = (640, 480)
 #: With --save-frames: one frame in ten (3 a second from a 30 fps camera).
@@ -42,6 +44,9 @@ class RunOptions:
     see :mod:`.store`). trust: public keys a package must be signed by. inbox: a folder
     watched for update packages (:mod:`.update`). probation_s: seconds a new model is
     watched before it is confirmed.
+    capture: keep the frames the ``capture_rules`` catch here, at most ``capture_rate``, the
+    folder held under ``capture_quota_mb`` (None: off; see :mod:`.capture`).
+    drift: watch input and output statistics against the artifact's baseline (:mod:`.drift`).
 
     A new sink adds its option here, in ``device/cli.py`` and one entry in ``sinks.SINKS``.
     """
@@ -86,3 +91,8 @@ class RunOptions:
     trust: tuple[Path, ...] = ()
     inbox: Path | None = None
     probation_s: float = 30.0
+    capture: Path | None = None
+    capture_rules: tuple[str, ...] = DEFAULT_RULES
+    capture_rate: str = DEFAULT_RATE
+    capture_quota_mb: float = 200.0
+    drift: bool = True

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -48,13 +48,18 @@ class Sink(Protocol):
 @dataclass(frozen=True)
 class SinkContext:
     """What a sink factory may need besides the options: the model (labels), the event that
-    stops the run (a window's close button sets it), and the source's description."""
+    stops the run (a window's close button sets it), and the source's description.
+
+    extras: sinks that report state (the drift monitor, capture) put themselves here by
+    name; each has ``state() -> dict`` (/status, MQTT), ``gauges()`` (/metrics) and
+    ``summary() -> str`` (the stats line). Read when reported, so order does not matter."""
 
     model: ModelInfo
     stop: threading.Event
     source: str
     #: The :class:`.slot.ClassifierSlot` in use (cmd/reload swaps the model in it), if any.
     slot: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class JsonlSink:
@@ -118,17 +123,19 @@ class ConsoleSink:
 class StatsSink:
     """A stats line (fps, frames, dropped, reconnects) on the log every ``every_s`` seconds."""
 
-    def __init__(self, every_s: float) -> None:
+    def __init__(self, every_s: float, extras: dict[str, Any] | None = None) -> None:
         self.every_s = every_s
         self._next = time.monotonic() + every_s
+        self.extras = extras if extras is not None else {}
 
     def on_result(self, frame: Frame, tensor: np.ndarray, prediction: Prediction, stats: FrameStats) -> None:
         now = time.monotonic()
         if now >= self._next:
             self._next = now + self.every_s
             s = stats.loop
-            log.info("stats: %.1f fps, %d frames, %d dropped, %d reconnects, latency %.1f ms",
-                     s.fps, s.frames, s.dropped, s.reconnects, stats.latency_ms)
+            log.info("stats: %.1f fps, %d frames, %d dropped, %d reconnects, latency %.1f ms%s",
+                     s.fps, s.frames, s.dropped, s.reconnects, stats.latency_ms,
+                     "".join(f"; {extra.summary()}" for extra in self.extras.values()))
 
     def close(self) -> None:
         pass
@@ -187,7 +194,10 @@ def _serve(options: RunOptions, ctx: SinkContext) -> Sink | None:
         return None
     from .serve import open_preview  # prometheus_client and http.server only when asked for
 
-    return open_preview(options, ctx.model, ctx.source)
+    sink = open_preview(options, ctx.model, ctx.source)
+    if sink is not None:
+        sink.attach(ctx.extras)
+    return sink
 
 
 def _save_frames(options: RunOptions, ctx: SinkContext) -> Sink | None:
@@ -208,7 +218,28 @@ def _mqtt(options: RunOptions, ctx: SinkContext) -> Sink | None:
 
 
 def _stats(options: RunOptions, ctx: SinkContext) -> Sink | None:
-    return StatsSink(options.stats_every_s) if options.stats_every_s > 0 else None
+    return StatsSink(options.stats_every_s, ctx.extras) if options.stats_every_s > 0 else None
+
+
+def _drift(options: RunOptions, ctx: SinkContext) -> Sink | None:
+    if not options.drift:
+        return None
+    from .drift import open_drift
+
+    monitor = open_drift(ctx.model)
+    ctx.extras["drift"] = monitor
+    return monitor if monitor.enabled else None
+
+
+def _capture(options: RunOptions, ctx: SinkContext) -> Sink | None:
+    if options.capture is None:
+        return None
+    from .capture import CaptureOptions, CaptureSink
+
+    sink = CaptureSink(CaptureOptions(options.capture, options.capture_rules, options.capture_rate, options.capture_quota_mb),
+                       ctx.model, source=ctx.source, smooth=options.smooth)
+    ctx.extras["capture"] = sink
+    return sink
 
 
 SinkFactory = Callable[[RunOptions, SinkContext], "Sink | None"]
@@ -219,6 +250,8 @@ SINKS: dict[str, SinkFactory] = {
     "jsonl": _jsonl,
     "mqtt": _mqtt,  # after jsonl: a bad --mqtt-spool fails before the broker hears of the device
     "save_frames": _save_frames,
+    "capture": _capture,
+    "drift": _drift,  # after the sinks that can refuse to start: its "off" note is no error's preamble
     "console": _console,
     "stats": _stats,
     "window": _window,

@@ -156,6 +156,8 @@ def train(
     val_split: Annotated[float, typer.Option(help="Fraction held out for validation when no --val-dir.")] = TrainOptions.val_split,
     seed: Annotated[int, typer.Option(help="Seed for split, shuffling, augmentation and weights.")] = TrainOptions.seed,
     force: Annotated[bool, typer.Option(help="Replace a non-empty run folder.")] = False,
+    extra_data: Annotated[list[Path] | None, typer.Option(
+        help="Reviewed class folders (e.g. 'edgecls field import') added to the training images; repeatable.")] = None,
 ) -> None:
     """Train the article's CNN (64x64x3, two conv blocks, Dense(128)) on DATA_DIR."""
     from edgecls.train import train as run_train
@@ -165,7 +167,8 @@ def train(
     fixed = epochs is not None
     result = run_train(data_dir, out, TrainOptions(epochs=epochs if epochs is not None else max_epochs,
                                                    patience=0 if fixed else patience,
-                                                   val_dir=val_dir, val_split=val_split, seed=seed, force=force), err_console)
+                                                   val_dir=val_dir, val_split=val_split, seed=seed, force=force,
+                                                   extra_data=tuple(extra_data or ())), err_console)
     out_console.print(
         f"{result.epochs_run} epochs run; best epoch {result.best_epoch}: validation accuracy "
         f"{result.best_val_accuracy:.2%}; run folder {result.run_dir}"

@@ -121,3 +121,23 @@ def check_classes_match(scan: FolderScan, labels: tuple[str, ...], *, what: str)
             f"{what} {scan.root} has class folders the model does not know: {', '.join(extra)} "
             f"(model labels: {', '.join(labels)}): use data for this model"
         )
+
+
+def load_extra_data(folders: tuple[Path, ...], classes: tuple[str, ...], data_dir: Path) -> LoadedImages:
+    """Reviewed class folders (``edgecls train --extra-data``) loaded with DATA_DIR's class ids.
+
+    A class folder DATA_DIR does not have is refused: a new class needs its own training
+    images, not only the field's mistakes; add it to DATA_DIR if it is intended.
+    """
+    items: list[tuple[Path, int]] = []
+    for folder in folders:
+        scan = scan_folder(folder, what="--extra-data folder", min_classes=1)
+        extra = sorted(set(scan.classes) - set(classes))
+        if extra:
+            raise DataError(
+                f"--extra-data {folder} has class folders that training folder {data_dir} lacks: {', '.join(extra)} "
+                f"(classes: {', '.join(classes)}): move those images into a known class, or add the class to {data_dir}"
+            )
+        items += [(path, classes.index(scan.classes[ci])) for path, ci in scan.items()]
+    return load_items(items) if items else LoadedImages(np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8),
+                                                        np.zeros(0, np.int64), (), ())

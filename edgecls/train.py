@@ -18,7 +18,7 @@ from rich.console import Console
 from edgecls import plots
 from edgecls.dataset import BATCH_SIZE, eval_dataset, train_dataset
 from edgecls.errors import DataError
-from edgecls.folders import FolderScan, LoadedImages, load_scan, scan_folder
+from edgecls.folders import FolderScan, LoadedImages, load_extra_data, load_scan, scan_folder
 from edgecls.fsutil import StagedDir, atomic_write_json, atomic_write_text, check_writable_dir
 from edgecls.labels import write_labels
 from edgecls.model import LABELS_FILE, MODEL_FILE, SPEC_FILE, build_model, import_keras
@@ -44,6 +44,8 @@ class TrainOptions:
     seed: seeds the split, the shuffles, the augmentation and the weights.
     batch_size: 32, as the article.
     force: replace a non-empty RUN_DIR.
+    extra_data: reviewed class folders (e.g. from ``edgecls field import``) added to the
+    training images only, never to validation; their classes must be DATA_DIR's.
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -53,6 +55,7 @@ class TrainOptions:
     seed: int = 0
     batch_size: int = BATCH_SIZE
     force: bool = False
+    extra_data: tuple[Path, ...] = ()
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -100,6 +103,12 @@ def split_validation(loaded: LoadedImages, fraction: float, seed: int) -> tuple[
         return LoadedImages(loaded.x[m], loaded.y[m], paths, ())
 
     return pick(~mask), pick(mask)
+
+
+def _concat(a: LoadedImages, b: LoadedImages) -> LoadedImages:
+    if len(b.y) == 0:
+        return a
+    return LoadedImages(np.concatenate([a.x, b.x]), np.concatenate([a.y, b.y]), a.paths + b.paths, a.skipped)
 
 
 def _epoch_callback(keras: Any, console: Console, epochs: int, steps: int, batch: int) -> Any:
@@ -170,12 +179,13 @@ def _load_data(data_dir: Path, options: TrainOptions) -> tuple[FolderScan, Loade
                 f"validation folder {options.val_dir} has classes {', '.join(val_scan.classes)} but "
                 f"training folder {data_dir} has {', '.join(scan.classes)}: use matching class folders"
             )
+    extra = load_extra_data(options.extra_data, scan.classes, data_dir)
     loaded = load_scan(scan)
     if val_scan is not None:
         val = load_scan(val_scan)
-        return scan, loaded, val, loaded.skipped + val.skipped
+        return scan, _concat(loaded, extra), val, loaded.skipped + val.skipped + extra.skipped
     train, val = split_validation(loaded, options.val_split, options.seed)
-    return scan, train, val, loaded.skipped
+    return scan, _concat(train, extra), val, loaded.skipped + extra.skipped
 
 
 def train(data_dir: Path, run_dir: Path, options: TrainOptions, console: Console | None = None) -> TrainResult:

@@ -25,7 +25,7 @@ def test_artifact_describes_itself(mode: str, tflite_models: Callable[[str], Pat
     path = tflite_models(mode)
     assert path == trained_run / f"model_{mode}.tflite"
     with zipfile.ZipFile(path) as zf:
-        assert sorted(zf.namelist()) == ["edgecls.json", "labels.txt"]
+        assert sorted(zf.namelist()) == ["baseline.json", "edgecls.json", "labels.txt"]
     spec, labels = read_embedded(path)
     assert spec is not None and labels == read_labels(trained_run / LABELS_FILE) == spec.labels
     assert spec.quantization["mode"] == mode

@@ -61,6 +61,7 @@ class PreviewSink:
         self._history: tuple[dict[str, Any], ...] = ()
         self._last_label: str | None = None
         self._started = time.time()
+        self._extras: dict[str, Any] = {}
         try:
             self.server: PreviewHTTPServer | None = bind(address, self)
         except BaseException:
@@ -70,6 +71,11 @@ class PreviewSink:
         self.address = Address(str(host), int(port))
         self.url = f"http://{self.address}/"
         start(self.server)
+
+    def attach(self, extras: dict[str, Any]) -> None:
+        """Report these sinks' ``state()`` in /status and ``gauges()`` in /metrics (drift, capture)."""
+        self._extras = extras
+        self._metrics.add_gauges(lambda: [g for extra in list(extras.values()) for g in extra.gauges()])
 
     # -- loop thread
 
@@ -112,6 +118,8 @@ class PreviewSink:
             out["prediction"] = {k: record[k] for k in ("label", "index", "score", "top")}
             out["stats"] = {k: v for k, v in record.items() if k not in out["prediction"]}
             out["stats"].update(frames=stats.loop.frames, stalls=stats.loop.stalls)
+        for name, extra in list(self._extras.items()):
+            out[name] = extra.state()
         return out
 
     def metrics(self) -> tuple[bytes, str]:

@@ -7,6 +7,7 @@ few microseconds per frame on the loop thread; rendering happens in the request'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from edgecls.device.results import FrameStats
@@ -69,6 +70,22 @@ class Metrics:
                 if now > before:
                     counter.inc(now - before)
             self._totals = totals
+
+    def add_gauges(self, read: Callable[[], list[tuple[str, str, dict[str, str], float]]]) -> None:
+        """Gauges read at scrape time: ``read()`` gives (name, help, labels, value) rows."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        class Collector:
+            def collect(self) -> Any:
+                families: dict[str, Any] = {}
+                for name, text, labels, value in read():
+                    family = families.get(name)
+                    if family is None:
+                        family = families[name] = GaugeMetricFamily(name, text, labels=list(labels))
+                    family.add_metric(list(labels.values()), value)
+                return list(families.values())
+
+        self.registry.register(Collector())
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
