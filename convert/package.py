@@ -19,7 +19,7 @@ from edgecls.model import SPEC_FILE
 from edgecls.package import SUFFIX, PackageInfo, load_private_key, write_package
 from edgecls.spec import load_spec
 
-from .export import default_output, export_tflite
+from .export import convert_run, default_output
 from .field_export import DEFAULT_COUNT, field_export
 
 
@@ -63,7 +63,7 @@ def make_package(run_dir: Path, out: Path, *, quantize: str = "int8", key: Path 
     data = Path(data) if data is not None else default_data(run_dir)
     model = default_output(run_dir, "int8")
     if not model.exists():
-        model = export_tflite(run_dir, "int8")
+        model = convert_run(run_dir, "int8").path
     embedded, _ = read_embedded(model)
     if embedded is None:
         raise ModelError(f"{model} carries no spec: convert it again with 'edgecls convert {run_dir}'")

@@ -35,11 +35,12 @@ import numpy as np
 
 from edgecls.bundle import file_sha256
 from edgecls.errors import DataError, OutputError
-from edgecls.fsutil import atomic_write_bytes, atomic_write_json
+from edgecls.frameset import FRAME_NAME, FRAMES_FORMAT, FRAMES_VERSION, SESSION_FILE
+from edgecls.fsutil import atomic_write_bytes, atomic_write_json, npy_bytes
 
 from .capture_rules import DEFAULT_RATE, DEFAULT_RULES, RateCaps, RuleSet, parse_rate, parse_rules
 from .dedupe import Deduper, fingerprint
-from .frames import FRAME_NAME, FRAMES_FORMAT, FRAMES_VERSION, SESSION_FILE, _bgr, _npy
+from .frames import _bgr
 from .model import ModelInfo
 from .results import Frame, FrameStats, Prediction
 
@@ -226,7 +227,7 @@ class CaptureSink:
         ok, png = cv2.imencode(".png", job.image)
         if not ok:
             raise OSError(f"OpenCV could not encode capture {job.name} as PNG")
-        files = [(f"{job.name}.png", png.tobytes()), (f"{job.name}.npy", _npy(job.tensor)),
+        files = [(f"{job.name}.png", png.tobytes()), (f"{job.name}.npy", npy_bytes(job.tensor)),
                  (f"{job.name}.json", json.dumps(job.record).encode("utf-8"))]
         size = sum(len(data) for _, data in files)
         if size > self.quota:
