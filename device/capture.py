@@ -30,17 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edgecls.bundle import file_sha256
 from edgecls.errors import DataError, OutputError
 from edgecls.frameset import FRAME_NAME, FRAMES_FORMAT, FRAMES_VERSION, SESSION_FILE
-from edgecls.fsutil import atomic_write_bytes, atomic_write_json, npy_bytes
+from edgecls.fsutil import atomic_write_bytes, atomic_write_json
 
 from .capture_rules import DEFAULT_RATE, DEFAULT_RULES, RateCaps, RuleSet, parse_rate, parse_rules
 from .dedupe import Deduper, fingerprint
-from .frames import _bgr
+from .frames import FrameJob
 from .model import ModelInfo
 from .results import Frame, FrameStats, Prediction
 
@@ -66,14 +65,6 @@ class CaptureOptions:
     rate: str = DEFAULT_RATE
     quota_mb: float = DEFAULT_QUOTA_MB
     dedupe: bool = True
-
-
-@dataclass(frozen=True)
-class _Job:
-    name: str
-    image: np.ndarray
-    tensor: np.ndarray
-    record: dict[str, Any]
 
 
 def _frame_key(stem: str) -> tuple[str, int]:
@@ -103,7 +94,7 @@ class CaptureSink:
         self.dropped = 0
         self.evicted = 0
         self.stopped: str | None = None
-        self._queue: queue.Queue[_Job | None] = queue.Queue(QUEUE_FRAMES)
+        self._queue: queue.Queue[FrameJob | None] = queue.Queue(QUEUE_FRAMES)
         self._thread = threading.Thread(target=self._write_all, name="edgecls-capture", daemon=True)
         self._thread.start()
 
@@ -186,16 +177,9 @@ class CaptureSink:
             return
         if self.dedupe is not None and fp is not None:
             self.dedupe.remember(fp)
-        name = f"{self.run_id}-{stats.frame:06d}"
-        h, w = frame.image.shape[:2]
-        record = {
-            "frame": stats.frame, "source_index": stats.source_index, "ts": round(stats.ts, 6), "run": self.run_id,
-            "image": f"{name}.png", "tensor": f"{name}.npy", "image_size": [int(w), int(h)],
-            "label": prediction.label, "index": prediction.index, "score": prediction.score,
-            "probabilities": list(prediction.probabilities), "rule": str(rule), "model_sha256": self.sha,
-        }
         try:
-            self._queue.put_nowait(_Job(name, _bgr(frame.image, frame.colour).copy(), np.array(tensor, copy=True), record))
+            self._queue.put_nowait(FrameJob.make(self.run_id, frame, tensor, prediction, stats,
+                                                 rule=str(rule), model_sha256=self.sha))
         except queue.Full:
             self.dropped += 1
 
@@ -223,12 +207,8 @@ class CaptureSink:
         self.evicted += 1
         return True
 
-    def _write(self, job: _Job) -> None:
-        ok, png = cv2.imencode(".png", job.image)
-        if not ok:
-            raise OSError(f"OpenCV could not encode capture {job.name} as PNG")
-        files = [(f"{job.name}.png", png.tobytes()), (f"{job.name}.npy", npy_bytes(job.tensor)),
-                 (f"{job.name}.json", json.dumps(job.record).encode("utf-8"))]
+    def _write(self, job: FrameJob) -> None:
+        files = job.files()
         size = sum(len(data) for _, data in files)
         if size > self.quota:
             self._stop(f"one capture ({size / 1e6:.1f} MB) is larger than --capture-quota ({self.quota / 1e6:.1f} MB)")

@@ -52,11 +52,35 @@ def _bgr(image: np.ndarray, colour: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Job:
+class FrameJob:
+    """One frame on its way to disk in the saved-frames layout (``--save-frames``, ``--capture``)."""
+
     name: str
     image: np.ndarray
     tensor: np.ndarray
     record: dict[str, Any]
+
+    @classmethod
+    def make(cls, run_id: str, frame: Frame, tensor: np.ndarray, prediction: Prediction, stats: FrameStats,
+             **extra: Any) -> FrameJob:
+        """Copies of the frame (BGR, for PNG) and tensor, and the record that names them."""
+        name = f"{run_id}-{stats.frame:06d}"
+        h, w = frame.image.shape[:2]
+        record = {
+            "frame": stats.frame, "source_index": stats.source_index, "ts": round(stats.ts, 6), "run": run_id,
+            "image": f"{name}.png", "tensor": f"{name}.npy", "image_size": [int(w), int(h)],
+            "label": prediction.label, "index": prediction.index, "score": prediction.score,
+            "probabilities": list(prediction.probabilities), **extra,
+        }
+        return cls(name, _bgr(frame.image, frame.colour).copy(), np.array(tensor, copy=True), record)
+
+    def files(self) -> list[tuple[str, bytes]]:
+        """The three files in write order: the ``.json`` last, so its presence marks the frame complete."""
+        ok, png = cv2.imencode(".png", self.image)
+        if not ok:
+            raise OSError(f"OpenCV could not encode frame {self.name} as PNG")
+        return [(f"{self.name}.png", png.tobytes()), (f"{self.name}.npy", npy_bytes(self.tensor)),
+                (f"{self.name}.json", json.dumps(self.record).encode("utf-8"))]
 
 
 class FrameSaver:
@@ -74,7 +98,7 @@ class FrameSaver:
         self.saved = 0
         self.skipped = 0
         self._error: str | None = None
-        self._queue: queue.Queue[_Job | None] = queue.Queue(QUEUE_FRAMES)
+        self._queue: queue.Queue[FrameJob | None] = queue.Queue(QUEUE_FRAMES)
         self._thread = threading.Thread(target=self._write_all, name="edgecls-save-frames", daemon=True)
         self._thread.start()
 
@@ -116,17 +140,8 @@ class FrameSaver:
             raise OutputError(f"cannot write --save-frames {self.folder}: {self._error}")
         if stats.frame % self.every:
             return
-        name = f"{self.run_id}-{stats.frame:06d}"
-        h, w = frame.image.shape[:2]
-        record = {
-            "frame": stats.frame, "source_index": stats.source_index, "ts": round(stats.ts, 6), "run": self.run_id,
-            "image": f"{name}.png", "tensor": f"{name}.npy", "image_size": [int(w), int(h)],
-            "label": prediction.label, "index": prediction.index, "score": prediction.score,
-            "probabilities": list(prediction.probabilities),
-        }
         try:
-            self._queue.put(_Job(name, _bgr(frame.image, frame.colour).copy(), np.array(tensor, copy=True), record),
-                            timeout=QUEUE_WAIT_S)
+            self._queue.put(FrameJob.make(self.run_id, frame, tensor, prediction, stats), timeout=QUEUE_WAIT_S)
         except queue.Full:
             self.skipped += 1
 
@@ -143,14 +158,9 @@ class FrameSaver:
             except (OSError, OutputError) as err:
                 self._error = str(getattr(err, "strerror", None) or err)
 
-    def _write(self, job: _Job) -> None:
-        ok, png = cv2.imencode(".png", job.image)
-        if not ok:
-            raise OSError(f"OpenCV could not encode frame {job.name} as PNG")
-        atomic_write_bytes(self.folder / f"{job.name}.png", png.tobytes())
-        buf = npy_bytes(job.tensor)
-        atomic_write_bytes(self.folder / f"{job.name}.npy", buf)
-        atomic_write_json(self.folder / f"{job.name}.json", job.record)  # last: the frame is complete
+    def _write(self, job: FrameJob) -> None:
+        for name, data in job.files():
+            atomic_write_bytes(self.folder / name, data)
 
     def close(self) -> None:
         if not self._thread.is_alive():

@@ -9,23 +9,14 @@ records that follow, and closes with a ``run_end`` summary. Frame records have a
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from edgecls import __version__
+from edgecls.bundle import file_sha256
 from edgecls.redact import mask_secrets
 
 from .model import ModelInfo
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run_start_record(model: ModelInfo, source: str) -> dict[str, Any]:

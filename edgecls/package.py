@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edgecls.bundle import file_sha256
 from edgecls.errors import DataError, MissingDependencyError, OutputError
 from edgecls.fsutil import atomic_write_bytes
 
@@ -145,14 +146,6 @@ def load_public_keys(paths: Iterable[Path]) -> dict[str, Any]:
     return keys
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_package(out: Path, model: Path, bundle_dir: Path, meta: dict[str, Any], key: Path | None) -> PackageInfo:
     """Assemble and (with ``key``) sign a package at ``out``, atomically."""
     from edgecls.spec import ModelSpec
@@ -165,8 +158,8 @@ def write_package(out: Path, model: Path, bundle_dir: Path, meta: dict[str, Any]
         "format": PACKAGE_FORMAT, "format_version": PACKAGE_VERSION, **meta,
         "labels": list(spec.labels), "input": {"size": spec.input_size, "colour_order": spec.colour_order,
                                                "resize": spec.resize},
-        "model": MODEL, "bundle": BUNDLE, "model_sha256": _file_sha256(Path(model)),
-        "members": {name: {"sha256": _file_sha256(p), "size": p.stat().st_size} for name, p in members.items()},
+        "model": MODEL, "bundle": BUNDLE, "model_sha256": file_sha256(Path(model)),
+        "members": {name: {"sha256": file_sha256(p), "size": p.stat().st_size} for name, p in members.items()},
     }
     signing = load_private_key(key) if key is not None else None
     if signing is not None:
@@ -386,6 +379,6 @@ def check_unpacked(folder: Path, trusted: dict[str, Any] | None) -> str | None:
         member = folder / name
         if not _safe_name(name) or not member.is_file() or member.stat().st_size != entry.get("size"):
             return f"{name} is missing or has the wrong size"
-        if _file_sha256(member) != entry.get("sha256"):
+        if file_sha256(member) != entry.get("sha256"):
             return f"{name} does not match its sha256"
     return None
