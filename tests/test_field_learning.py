@@ -24,11 +24,11 @@ from edgecls.demo_field import write_field_folder
 pytestmark = pytest.mark.slow
 
 #: Accuracy points the retrained model must gain on held-out fenced frames. Measured here
-#: (357 captures of 1,200 fenced frames): 55.3 % -> 83.3 %, +28 points; 15 leaves room
-#: for the noise of a 5-epoch training run.
+#: in two runs (357 and 276 captures of 1,200 fenced frames; the writer drops some on a busy
+#: machine): 55.3 % -> 83.3 % and -> 87.0 %; 15 leaves room for that and for training noise.
 MIN_FIELD_GAIN = 0.15
 #: Accuracy points the retrained model may lose on the original test split. Measured:
-#: 86.0 % -> 84.5 %. Two 5-epoch runs of this CNN differ by a point or two on their own
+#: 86.0 % -> 84.5 % and -> 86.75 %. Two 5-epoch runs of this CNN differ by a point or two on their own
 #: (the model is still learning at epoch 5), so 3 points is the bound, not a goal.
 MAX_TEST_DROP = 0.03
 FIELD_FRAMES = 1200
