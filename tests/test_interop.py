@@ -63,7 +63,8 @@ def _client(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], Path]:
-    """int8 artifacts of a binary (sigmoid) and a 3-class (softmax) run, and a folder of images."""
+    """int8 artifacts of a binary (sigmoid) and a 3-class (softmax) run, the binary one in float32
+    too, and a folder of images."""
     from edgecls.convert.export import convert_run
     from edgecls.demo_data import DemoDataOptions, generate
     from edgecls.model import MODEL_FILE, SPEC_FILE, build_model, import_keras
@@ -99,6 +100,8 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path]
         save_spec(run / SPEC_FILE, ModelSpec(labels=tuple(labels), head="sigmoid" if classes == 2 else "softmax",
                                             train_dir=str(train)))
         made[name] = convert_run(run, "int8", calibration=32).path
+        if name == "binary":  # a float artifact too: its input needs the (identity) normalisation metadata
+            made["binary_float32"] = convert_run(run, "float32").path
     return made, frames
 
 
@@ -112,7 +115,7 @@ def _edgecls_tops(model: Path, frames: Path, out: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("client", list(CLIENTS))
-@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "binary_float32"])
 def test_standard_client_loads_the_artifact_and_agrees(client: str, kind: str, artifacts: tuple[dict[str, Path], Path],
                                                        tmp_path: Path) -> None:
     python = _client(client)
@@ -124,7 +127,7 @@ def test_standard_client_loads_the_artifact_and_agrees(client: str, kind: str, a
     theirs = json.loads(proc.stdout.strip().splitlines()[-1])
     ours = _edgecls_tops(models[kind], frames, tmp_path / "run.jsonl")
     agreement = float(np.mean(np.array(theirs) == np.array(ours)))
-    print(f"{client} on the {kind} int8 artifact: loads, labels {sorted(set(theirs))}, "
+    print(f"{client} on the {kind} artifact: loads, labels {sorted(set(theirs))}, "
           f"top-1 equal to edgecls run on {agreement:.2%} of {len(images)} images")
     assert len(theirs) == len(ours) == len(images)
     assert len(set(ours)) > 1, "every image got the same label: the comparison would prove nothing"
