@@ -179,7 +179,8 @@ class CaptureSink:
             self.dedupe.remember(fp)
         try:
             self._queue.put_nowait(FrameJob.make(self.run_id, frame, tensor, prediction, stats,
-                                                 rule=str(rule), model_sha256=self.sha))
+                                                 rule=str(rule),
+                                                 model_sha256=stats.model.sha256 if stats.model else self.sha))
         except queue.Full:
             self.dropped += 1
 
