@@ -81,7 +81,7 @@ def one_run(model: Path, video: Path, work: Path, serve: bool, viewers_n: int = 
     cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"edgecls run failed ({proc.returncode}):\n{err}")
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [r for r in (json.loads(line) for line in out.read_text().splitlines()) if "event" not in r]
     out.unlink()
     start = rows[int(len(rows) * SKIP)]["ts"]
     if viewers:

@@ -120,6 +120,8 @@ def label_changes(jsonl: Path) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     for line in jsonl.read_text().splitlines():
         r = json.loads(line)
+        if "event" in r:  # run_start / run_end, not a frame
+            continue
         if not out or out[-1][1] != r["label"]:
             out.append((r["frame"], r["label"]))
     return out

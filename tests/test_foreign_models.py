@@ -128,7 +128,7 @@ def _run(model: Path, frames: Path, out: Path, *flags: str) -> tuple[list[int], 
     proc = run_cli("run", "--model", str(model), "--source", str(frames), "--headless", "--quiet",
                    "--jsonl", str(out), "--stats-every", "0", *flags)
     assert proc.returncode == 0, proc.stderr
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = [r for r in (json.loads(line) for line in out.read_text().splitlines()) if "event" not in r]
     return [r["index"] for r in sorted(records, key=lambda r: r["frame"])], proc.stderr
 
 

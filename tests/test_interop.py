@@ -109,7 +109,8 @@ def _edgecls_tops(model: Path, frames: Path, out: Path) -> list[str]:
     proc = run_cli("run", "--model", str(model), "--source", str(frames), "--headless", "--quiet",
                    "--jsonl", str(out), "--stats-every", "0")
     assert proc.returncode == 0, proc.stderr
-    records = sorted((json.loads(line) for line in out.read_text().splitlines()), key=lambda r: r["frame"])
+    records = sorted((r for r in (json.loads(line) for line in out.read_text().splitlines()) if "event" not in r),
+                     key=lambda r: r["frame"])
     return [r["label"] for r in records]
 
 

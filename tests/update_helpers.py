@@ -69,7 +69,8 @@ class Device:
     def records(self) -> list[dict[str, Any]]:
         if not self.jsonl.exists():
             return []
-        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.endswith("}")]
+        lines = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.endswith("}")]
+        return [r for r in lines if "event" not in r]  # frames only: not run_start / run_end
 
     def kill9(self) -> None:
         if self.proc.poll() is None:

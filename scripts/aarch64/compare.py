@@ -82,13 +82,19 @@ def compare_decoded(host: Path, device: Path, video: str, label: str) -> Row:
     return Row(label, PASS, f"{len(h)} of {len(h)} frames bit-identical")
 
 
+def _frames(path: Path) -> list[dict[str, Any]]:
+    """The per-frame records of an ``edgecls run --jsonl`` file (not its run_start / run_end)."""
+    records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [r for r in records if "event" not in r]
+
+
 def _answer(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record[k] for k in ANSWER_KEYS if k in record}
 
 
 def _same_labels(host: Path, device: Path) -> bool:
-    h = [json.loads(line).get("label") for line in host.read_text().splitlines() if line.strip()]
-    d = [json.loads(line).get("label") for line in device.read_text().splitlines() if line.strip()]
+    h = [r.get("label") for r in _frames(host)]
+    d = [r.get("label") for r in _frames(device)]
     return bool(h) and h == d
 
 
@@ -99,8 +105,8 @@ def compare_run(host: Path, device: Path, label: str) -> Row:
         log = device.with_suffix(".log")
         last = [line for line in log.read_text().splitlines() if line.strip()][-1:] if log.is_file() else []
         return Row(label, FAIL, "the device run wrote no JSON lines" + (f": {last[0].strip()[:160]}" if last else ""))
-    h = [_answer(json.loads(line)) for line in host.read_text().splitlines() if line.strip()]
-    d = [_answer(json.loads(line)) for line in device.read_text().splitlines() if line.strip()]
+    h = [_answer(r) for r in _frames(host)]
+    d = [_answer(r) for r in _frames(device)]
     if not h:
         return Row(label, FAIL, "the host run wrote no records")
     if len(h) != len(d):
