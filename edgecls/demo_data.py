@@ -3,8 +3,9 @@
 The task is the article's (a folder with one subfolder per class), made hard enough that
 training matters: each image is a shape of one class on a cluttered, noisy background,
 at a random colour, size, position and rotation, sometimes blurred, small or faint.
-About one image in eight is a deliberately hard case (tiny, low-contrast or heavily
-blurred). The default is two classes, like the article's cats and dogs.
+About one image in twenty is a deliberately hard case (tiny, low-contrast or heavily
+blurred): at one in ten, half of them were beyond the article's network and its test
+accuracy stopped at 94.9 %. The default is two classes, like the article's cats and dogs.
 """
 
 from __future__ import annotations
@@ -98,11 +99,15 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
+#: Share of deliberately hard images (see the module docstring).
+HARD_SHARE = 0.05
+
+
 def render(kind: str, rng: np.random.Generator, size: tuple[int, int] | None = None) -> np.ndarray:
     """One BGR image of a ``kind`` shape in clutter; ``size`` (h, w) or a random one."""
     h, w = size if size is not None else (int(rng.integers(64, 160)), int(rng.integers(64, 160)))
     img = _background(rng, h, w)
-    hard = rng.random() < 0.1
+    hard = rng.random() < HARD_SHARE
     m = min(h, w)
     r = m * (rng.uniform(0.12, 0.18) if hard else rng.uniform(0.2, 0.4))
     cx = rng.uniform(r, w - r)
