@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 from edgecls.errors import DataError
 
+from .options import DEFAULT_RATE as DEFAULT_RATE
+from .options import DEFAULT_RULES as DEFAULT_RULES
 from .results import UNKNOWN, Prediction
 
 RULE_FORMS = "low-score:S, margin:M (0 < S, M <= 1), label:NAME, flip, every:N (N >= 1)"
 RATE_FORMS = "N/min, N/hour, N/day, comma-separated (e.g. 10/min,100/hour,1000/day)"
-DEFAULT_RULES = ("low-score:0.6", "margin:0.2")
-DEFAULT_RATE = "10/min,200/hour,2000/day"
 #: Frames whose majority label a "flip" is judged against; a flip needs a settled majority.
 FLIP_WINDOW = 8
 FLIP_MAJORITY = 0.75

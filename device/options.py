@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .capture_rules import DEFAULT_RATE, DEFAULT_RULES
-
+#: ``--capture-rule`` and ``--capture-rate`` defaults (:mod:`.capture_rules` parses them).
+#: Here, not there: backends import this module, and it must load without OpenCV.
+DEFAULT_RULES = ("low-score:0.6", "margin:0.2")
+DEFAULT_RATE = "10/min,200/hour,2000/day"
 #: The (width, height) asked of a camera unless --capture-size says otherwise.
 DEFAULT_CAPTURE_SIZE = (640, 480)
 #: With --save-frames: one frame in ten (3 a second from a 30 fps camera).
