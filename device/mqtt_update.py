@@ -15,6 +15,7 @@ leaves nothing), and the gate runs on the command's own thread: the frame loop n
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from edgecls.fleet_protocol import dumps
 if TYPE_CHECKING:
     from .mqtt import FleetPublisher, MqttSink
     from .update import UpdateManager
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def _manager(pub: FleetPublisher, command: str) -> UpdateManager:
@@ -56,6 +59,9 @@ def update_cmd(pub: FleetPublisher, args: dict[str, Any]) -> dict[str, Any]:
     data: bytes = args["data"]
     rid = args.get("id")
     name = f"mqtt-{rid or 'update'}.edgecls"
+    # the package's own name, for messages only (never a path: the file is named by the id)
+    shown = str(args.get("name") or name)
+    shown = shown if _NAME.match(shown) else name
     try:
         fd, tmp = tempfile.mkstemp(prefix="mqtt-", suffix=".edgecls", dir=manager.store.root / "tmp")
         with os.fdopen(fd, "wb") as fh:
@@ -73,7 +79,7 @@ def update_cmd(pub: FleetPublisher, args: dict[str, Any]) -> dict[str, Any]:
         verdict = manager.submit(path)
     finally:
         path.unlink(missing_ok=True)
-    return {"accepted": verdict.accepted, "reason": verdict.reason, "version": verdict.version,
+    return {"accepted": verdict.accepted, "reason": verdict.reason.replace(str(path), shown), "version": verdict.version,
             "sha256": verdict.sha256, "before": before.sha256 if before else None,
             "before_version": before.version if before else None,
             "probation_s": manager.update.probation_s if verdict.accepted else None,

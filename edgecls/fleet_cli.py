@@ -193,8 +193,6 @@ def deploy_cmd(package: Annotated[Path, typer.Argument(metavar="NAME.edgecls", h
                ) -> None:
     """Roll a package out: canaries first, the rest only if they pass. Exit 1 if any device
     refuses it or fails probation (the rollout stops), 2 if any does not answer in time."""
-    from rich.markup import escape
-
     from edgecls.fleet_deploy import CONFIRMED, DeployMonitor, deploy, exit_code, read_package
     from edgecls.fleet_protocol import check_id, check_prefix, parse_broker
 
@@ -214,7 +212,7 @@ def deploy_cmd(package: Annotated[Path, typer.Argument(metavar="NAME.edgecls", h
             fail(f"no online device under {mqtt_prefix}/ on {broker.where}; name devices with --devices or start them")
         err_console.print(f"deploying {package.name} ({len(data):,} bytes) to {len(targets)} device(s), "
                           f"{min(canary, len(targets))} canary first", highlight=False)
-        outcomes = deploy(monitor, targets, data, canary=canary, timeout=timeout,
+        outcomes = deploy(monitor, targets, data, canary=canary, timeout=timeout, name=package.name,
                           on_done=lambda o: err_console.print(f"{o.device}: {o.outcome} ({o.reason})", highlight=False))
     finally:
         monitor.close()
@@ -222,9 +220,7 @@ def deploy_cmd(package: Annotated[Path, typer.Argument(metavar="NAME.edgecls", h
     for col in ("device", "stage", "outcome", "reason", "model before", "model after", "time"):
         table.add_column(col, overflow="fold")
     for o in outcomes:
-        style = "" if o.outcome == CONFIRMED else "[red]" if o.outcome in ("refused", "failed") else "[yellow]"
-        table.add_row(o.device, o.stage, f"{style}{o.outcome}[/]" if style else o.outcome, escape(o.reason),
-                      escape(_cell(o.before)), escape(_cell(o.after)), _cell(o.seconds, "{:.1f} s"))
+        table.add_row(o.device, o.stage, o.outcome, o.reason, _cell(o.before), _cell(o.after), _cell(o.seconds, "{:.1f} s"))
     out_console.print(table, width=max(out_console.width, 160))
     if json_out is not None:
         from edgecls.fsutil import atomic_write_json

@@ -88,8 +88,8 @@ class DeployMonitor(FleetMonitor):
             return
         super()._on_message(c, u, msg)
 
-    def send_update(self, device: str, rid: str, data: bytes) -> None:
-        self.client.publish(Topics(self.prefix, device).cmd("update"), frame_update(rid, data), qos=1)
+    def send_update(self, device: str, rid: str, data: bytes, name: str | None = None) -> None:
+        self.client.publish(Topics(self.prefix, device).cmd("update"), frame_update(rid, data, name), qos=1)
 
     def records(self, device: str, rid: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -128,7 +128,7 @@ def read_package(path: Path, trust: list[Path] | None) -> bytes:
     return path.read_bytes()
 
 
-def _one(monitor: DeployMonitor, device: str, stage: str, data: bytes, timeout: float) -> Outcome:
+def _one(monitor: DeployMonitor, device: str, stage: str, data: bytes, timeout: float, name: str) -> Outcome:
     """Send to one device and follow it to the end of its probation (or the timeout)."""
     import uuid
 
@@ -136,7 +136,7 @@ def _one(monitor: DeployMonitor, device: str, stage: str, data: bytes, timeout: 
     before = monitor.model_of(device)
     started = time.monotonic()
     deadline = started + timeout
-    monitor.send_update(device, rid, data)
+    monitor.send_update(device, rid, data, name)
 
     def row(outcome: str, reason: str, after: str | None = None) -> Outcome:
         return Outcome(device, stage, outcome, reason, before, after, round(time.monotonic() - started, 1))
@@ -169,13 +169,13 @@ def _one(monitor: DeployMonitor, device: str, stage: str, data: bytes, timeout: 
         time.sleep(0.05)
 
 
-def _stage(monitor: DeployMonitor, devices: list[str], stage: str, data: bytes, timeout: float,
+def _stage(monitor: DeployMonitor, devices: list[str], stage: str, data: bytes, timeout: float, name: str,
            on_done: Callable[[Outcome], None]) -> list[Outcome]:
     """All devices of one stage at once, each followed on a thread of its own."""
     results: dict[str, Outcome] = {}
 
     def follow(device: str) -> None:
-        outcome = _one(monitor, device, stage, data, timeout)
+        outcome = _one(monitor, device, stage, data, timeout, name)
         results[device] = outcome
         on_done(outcome)
 
@@ -188,12 +188,12 @@ def _stage(monitor: DeployMonitor, devices: list[str], stage: str, data: bytes, 
 
 
 def deploy(monitor: DeployMonitor, devices: list[str], data: bytes, *, canary: int, timeout: float,
-           on_done: Callable[[Outcome], None] = lambda o: None) -> list[Outcome]:
+           name: str = "package.edgecls", on_done: Callable[[Outcome], None] = lambda o: None) -> list[Outcome]:
     """Canaries first; the rest only if every canary was confirmed."""
     canaries, rest = devices[:canary], devices[canary:]
-    outcomes = _stage(monitor, canaries, "canary", data, timeout, on_done) if canaries else []
+    outcomes = _stage(monitor, canaries, "canary", data, timeout, name, on_done) if canaries else []
     if any(o.outcome != CONFIRMED for o in outcomes):
         stopped = next(o for o in outcomes if o.outcome != CONFIRMED)
         return outcomes + [Outcome(d, "rest", SKIPPED, f"not sent: canary {stopped.device} {stopped.outcome}",
                                    monitor.model_of(d), monitor.model_of(d)) for d in rest]
-    return outcomes + (_stage(monitor, rest, "rest", data, timeout, on_done) if rest else [])
+    return outcomes + (_stage(monitor, rest, "rest", data, timeout, name, on_done) if rest else [])

@@ -180,12 +180,13 @@ def loads(payload: bytes, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
     return obj
 
 
-def frame_update(rid: str, data: bytes) -> bytes:
-    """cmd/update's payload: ``{"v", "id", "bytes", "sha256"}`` on one line, then the package.
+def frame_update(rid: str, data: bytes, name: str | None = None) -> bytes:
+    """cmd/update's payload: ``{"v", "id", "bytes", "sha256", "name"}`` on one line, then the package.
     Raw bytes, not base64: a third smaller, and nothing to decode on the device."""
     import hashlib
 
-    header = dumps({"id": rid, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    header = dumps({"id": rid, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                    **({"name": name[:128]} if name else {})})
     return header + b"\n" + data
 
 

@@ -124,7 +124,7 @@ def test_deploy_good_then_bad_then_rollback(pkgs: dict[str, Path], fleet: dict[s
     bad = _deploy(url, pkgs["bad"], "--json", str(tmp_path / "bad.json"))
     assert bad.returncode == 1, bad.stdout + bad.stderr
     rows = {r["device"]: r for r in json.loads((tmp_path / "bad.json").read_text())["devices"]}
-    assert rows["dev-a"]["outcome"] == "refused" and "model.tflite" in rows["dev-a"]["reason"], rows
+    assert rows["dev-a"]["outcome"] == "refused" and "package v2-bad.edgecls: model.tflite" in rows["dev-a"]["reason"], rows
     assert rows["dev-b"]["outcome"] == "skipped" and "canary dev-a refused" in rows["dev-b"]["reason"], rows
     assert "error: 2 of 2 device(s) not updated" in bad.stderr, bad.stderr
     assert len(_history(stores["dev-b"])) == b_before, "the second device heard of a package its canary refused"
