@@ -44,8 +44,12 @@ def publish_updates(sink: MqttSink, manager: UpdateManager) -> None:
     pub = sink.publisher
 
     def publish(record: dict[str, Any]) -> None:
-        rid = getattr(pub, "update_id", None)
-        pub.publish(pub.topics.update, dumps({**record, **({"id": rid} if rid else {})}))
+        # The id of the command that caused it: records written while a cmd/update or
+        # cmd/rollback runs, and the end of probation of the model a cmd/update put in
+        # (not records of an --inbox package that came later).
+        rid, active, sha = getattr(pub, "update_tag", (None, False, None))
+        tagged = rid and (active or (sha is not None and record.get("model") == sha))
+        pub.publish(pub.topics.update, dumps({**record, **({"id": rid} if tagged else {})}))
         pub.state_changed()  # the state message names the model: send the new one soon
 
     manager.publish = publish
@@ -73,12 +77,14 @@ def update_cmd(pub: FleetPublisher, args: dict[str, Any]) -> dict[str, Any]:
     except OSError as err:
         raise OutputError(f"cannot write the package into --store {manager.store.root}: {err.strerror}; "
                           "free space on the device") from None
-    pub.update_id = rid  # type: ignore[attr-defined]  # the records this update causes carry its id
+    pub.update_tag = (rid, True, None)  # type: ignore[attr-defined]  # the records it causes carry its id
     before = manager.slot.current.ref
+    verdict = None
     try:
         verdict = manager.submit(path)
     finally:
         path.unlink(missing_ok=True)
+        pub.update_tag = (rid, False, verdict.sha256 if verdict is not None and verdict.accepted else None)  # type: ignore[attr-defined]
     return {"accepted": verdict.accepted, "reason": verdict.reason.replace(str(path), shown), "version": verdict.version,
             "sha256": verdict.sha256, "before": before.sha256 if before else None,
             "before_version": before.version if before else None,
@@ -89,6 +95,9 @@ def update_cmd(pub: FleetPublisher, args: dict[str, Any]) -> dict[str, Any]:
 def rollback_cmd(pub: FleetPublisher, args: dict[str, Any]) -> dict[str, Any]:
     """The previous model back, between two frames (``edgecls rollback`` over MQTT)."""
     manager = _manager(pub, "rollback")
-    pub.update_id = args.get("id")  # type: ignore[attr-defined]
-    stored = manager.rollback()
+    pub.update_tag = (args.get("id"), True, None)  # type: ignore[attr-defined]
+    try:
+        stored = manager.rollback()
+    finally:
+        pub.update_tag = (None, False, None)  # type: ignore[attr-defined]
     return {"sha256": stored.sha256, "version": stored.version}
