@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from edgecls.errors import DataError
 
+from .mqtt_update import rollback_cmd, update_cmd
+
 if TYPE_CHECKING:
     from .mqtt import FleetPublisher, MqttSink
 
@@ -81,4 +83,6 @@ COMMANDS = {
     "snapshot": snapshot_cmd,
     "reload": reload_cmd,
     "ping": ping_cmd,
+    "update": update_cmd,  # device/mqtt_update.py: the update gate over MQTT
+    "rollback": rollback_cmd,
 }

@@ -204,7 +204,8 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
         raise
     stop = threading.Event()
     try:
-        sinks = [*build_sinks(options, SinkContext(info, stop, str(spec), slot)), *extra_sinks]
+        sinks = [*build_sinks(options, SinkContext(info, stop, str(spec), slot,
+                                                  updates=updates.manager if updates else None)), *extra_sinks]
     except BaseException:
         _close_quietly([source, updates, slot])
         raise

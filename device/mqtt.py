@@ -18,6 +18,7 @@ queue: a dead network never slows a frame.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ import numpy as np
 
 from edgecls import __version__
 from edgecls.fleet_protocol import (
+    FRAMED_COMMANDS,
     MAX_COMMAND_BYTES,
     Broker,
     PayloadError,
@@ -47,6 +49,7 @@ from edgecls.fleet_protocol import (
     parse_broker,
     refusal,
     request_id,
+    unframe_update,
 )
 
 from .options import RunOptions
@@ -230,10 +233,17 @@ class FleetPublisher:
     def _command(self, name: str, payload: bytes) -> None:
         reply: dict[str, Any] = {"command": name[:64], "ok": False}
         try:
-            args = loads(payload, MAX_COMMAND_BYTES)
+            if name in FRAMED_COMMANDS:  # cmd/update: a header line, then the package's bytes
+                args, data = unframe_update(payload)
+                args["data"] = data
+            else:
+                args = loads(payload, MAX_COMMAND_BYTES)
             reply["id"] = request_id(args)
         except PayloadError as err:
             reply["error"] = f"bad payload: {err}"
+            if name in FRAMED_COMMANDS:  # name the request the host is waiting on, if it can be read
+                with contextlib.suppress(PayloadError):
+                    reply["id"] = request_id(loads(payload[:MAX_COMMAND_BYTES + 1].partition(b"\n")[0], MAX_COMMAND_BYTES))
             self.publish(self.topics.result, dumps(reply))
             return
         handler = self.commands.get(name)
@@ -441,6 +451,10 @@ class MqttSink:
                                         discovery_prefix=options.ha_discovery_prefix or None,
                                         state_every_s=options.mqtt_state_every_s, commands=COMMANDS)
         self.publisher.sink = self  # type: ignore[attr-defined]  # commands reach the run through it
+        if ctx.updates is not None:  # --store: every update history record goes out on PREFIX/DEVICE/update
+            from .mqtt_update import publish_updates
+
+            publish_updates(self, ctx.updates)
         self.publisher.start()
         # Before capture (not in the frame loop): give the broker a moment, so the connect,
         # discovery and first state are done before the first frame. Down or slow: go on.
@@ -457,7 +471,9 @@ class MqttSink:
                 self._sha = {key: file_sha256(info.path)}
             except OSError:
                 self._sha = {key: ""}
-        return {"name": info.path.name, "sha256": self._sha[key], "labels": list(info.labels)}
+        ref = self.ctx.slot.current.ref if self.ctx.slot is not None else None
+        return {"name": info.path.name, "sha256": self._sha[key], "labels": list(info.labels),
+                "version": ref.version if ref is not None else None}
 
     def on_result(self, frame: Frame, tensor: np.ndarray, prediction: Prediction, stats: FrameStats) -> None:
         self.latest = (frame, prediction, stats)

@@ -60,6 +60,8 @@ class SinkContext:
     #: The :class:`.slot.ClassifierSlot` in use (cmd/reload swaps the model in it), if any.
     slot: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The :class:`.update.UpdateManager` of ``--store`` (cmd/update, cmd/rollback), if any.
+    updates: Any = None
 
 
 class JsonlSink:

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,6 +110,8 @@ class ModelStore:
     def __init__(self, root: Path, keep_older: int = DEFAULT_KEEP_OLDER) -> None:
         self.root = Path(root)
         self.keep_older = keep_older
+        #: Called with every history record once it is on disk (the gate publishes them over MQTT).
+        self.on_record: Callable[[dict[str, Any]], None] | None = None
         try:
             (self.root / MODELS).mkdir(parents=True, exist_ok=True)
             (self.root / TMP).mkdir(exist_ok=True)
@@ -183,6 +186,8 @@ class ModelStore:
                 os.fsync(fh.fileno())
         except OSError as err:
             log.warning("cannot append to %s: %s", self.root / HISTORY, err.strerror)
+        if self.on_record is not None:
+            self.on_record(record)
         return record
 
     def unpack(self, package: Path, trusted: dict[str, Any]) -> tuple[PackageInfo, Path]:

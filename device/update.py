@@ -158,14 +158,17 @@ class UpdateManager:
         self._probation: threading.Thread | None = None
         self.verdicts: list[Verdict] = []
         slot.on_error = self._on_slot_error
+        store.on_record = self._published  # every record, the store's rollbacks included
 
     def _record(self, event: str, **fields: Any) -> None:
-        record = self.store.log(event, **fields)
+        self.store.log(event, **fields)
+
+    def _published(self, record: dict[str, Any]) -> None:
         if self.publish is not None:
             try:
                 self.publish(record)
             except Exception as err:  # publishing must never stop an update or the loop
-                log.warning("cannot publish %s: %s", event, err)
+                log.warning("cannot publish %s: %s", record.get("event"), err)
 
     def _refuse(self, package: Path, reason: str, *, verify_s: float = 0.0, check_s: float = 0.0) -> Verdict:
         log.error("refused %s: %s; still running %s", package.name, reason, self.slot.current.ref.short

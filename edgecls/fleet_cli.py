@@ -178,3 +178,57 @@ def check(devices: Annotated[list[str] | None, typer.Argument(help="Device ids (
     if failed:
         err_console.print(f"error: the field check failed on {failed} device(s)", highlight=False)
         raise typer.Exit(1)
+
+
+@fleet_app.command("deploy")
+@handle_errors
+def deploy_cmd(package: Annotated[Path, typer.Argument(metavar="NAME.edgecls", help="The signed package from 'edgecls package'.")],
+               mqtt: Url = "", mqtt_prefix: Prefix = "edgecls", mqtt_credentials: Creds = None, mqtt_ca: Ca = None,
+               mqtt_cert: Cert = None, mqtt_key: Key = None,
+               devices: Annotated[str | None, typer.Option(help="Comma-separated device ids, in rollout order (default: every online device).")] = None,
+               canary: Annotated[int, typer.Option(help="Devices updated first; the rest only if all of them pass probation.")] = 1,
+               timeout: Annotated[float, typer.Option(help="Seconds each stage may take: verdict and the end of probation.")] = 300.0,
+               trust: Annotated[list[Path] | None, typer.Option(help="Verify the package against this public key here first.")] = None,
+               json_out: Annotated[Path | None, typer.Option("--json", help="Also write every device's outcome as JSON here.")] = None,
+               ) -> None:
+    """Roll a package out: canaries first, the rest only if they pass. Exit 1 if any device
+    refuses it or fails probation (the rollout stops), 2 if any does not answer in time."""
+    from edgecls.fleet_deploy import CONFIRMED, DeployMonitor, deploy, exit_code, read_package
+    from edgecls.fleet_protocol import check_id, check_prefix, parse_broker
+
+    if not mqtt:
+        fail("--mqtt URL (or $EDGECLS_MQTT) is required: the broker the devices publish to")
+    if canary < 0 or timeout <= 0:
+        fail(f"--canary must be 0 or more and --timeout more than 0, got {canary} and {timeout}")
+    named = [check_id(d.strip(), "device id") for d in devices.split(",") if d.strip()] if devices else []
+    data = read_package(package, trust)
+    broker = parse_broker(mqtt, credentials=mqtt_credentials, ca=mqtt_ca, cert=mqtt_cert, key=mqtt_key)
+    monitor = DeployMonitor(broker, check_prefix(mqtt_prefix))
+    monitor.start()
+    try:
+        monitor.settle()
+        targets = named or [r["device"] for r in monitor.rows() if r["online"]]
+        if not targets:
+            fail(f"no online device under {mqtt_prefix}/ on {broker.where}; name devices with --devices or start them")
+        err_console.print(f"deploying {package.name} ({len(data):,} bytes) to {len(targets)} device(s), "
+                          f"{min(canary, len(targets))} canary first", highlight=False)
+        outcomes = deploy(monitor, targets, data, canary=canary, timeout=timeout, name=package.name,
+                          on_done=lambda o: err_console.print(f"{o.device}: {o.outcome} ({o.reason})", highlight=False))
+    finally:
+        monitor.close()
+    table = Table(title=f"deploy {package.name} to {len(targets)} device(s)")
+    for col in ("device", "stage", "outcome", "reason", "model before", "model after", "time"):
+        table.add_column(col, overflow="fold")
+    for o in outcomes:
+        table.add_row(o.device, o.stage, o.outcome, o.reason, _cell(o.before), _cell(o.after), _cell(o.seconds, "{:.1f} s"))
+    out_console.print(table, width=max(out_console.width, 160))
+    if json_out is not None:
+        from edgecls.fsutil import atomic_write_json
+
+        atomic_write_json(json_out, {"package": package.name, "devices": [o.to_dict() for o in outcomes]})
+    code = exit_code(outcomes)
+    if code:
+        bad = [o for o in outcomes if o.outcome != CONFIRMED]
+        err_console.print(f"error: {len(bad)} of {len(outcomes)} device(s) not updated "
+                          f"({', '.join(f'{o.device}: {o.outcome}' for o in bad)})", highlight=False)
+        raise typer.Exit(code)
