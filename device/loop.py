@@ -184,6 +184,10 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     if options.jsonl_max_mb < 0 or options.jsonl_keep < 1:
         raise DataError(f"--jsonl-max-mb must be 0 or more and --jsonl-keep at least 1, got "
                         f"{options.jsonl_max_mb} and {options.jsonl_keep}")
+    if options.mqtt:  # option typos fail before the model loads (and prints its own notes)
+        from .mqtt import check_options
+
+        check_options(options)
     from .update import plain_ref, resolve_store, start_updates
 
     options, ref = resolve_store(options)

@@ -517,8 +517,10 @@ class MqttSink:
         self.publisher.close()
 
 
-def open_mqtt(options: RunOptions, ctx: SinkContext) -> MqttSink:
-    """Everything that can be wrong (URL, TLS files, ids, spool) fails here, before capture."""
+def check_options(options: RunOptions) -> tuple[Broker, str, str]:
+    """The broker, device id and prefix, or a one-line error for a bad URL, TLS file, id or
+    --bundle. No network and no files written: ``run`` calls it before it loads the model,
+    so a typo is the only line printed."""
     assert options.mqtt is not None
     broker = parse_broker(options.mqtt, credentials=options.mqtt_credentials, ca=options.mqtt_ca,
                           cert=options.mqtt_cert, key=options.mqtt_key)
@@ -530,6 +532,12 @@ def open_mqtt(options: RunOptions, ctx: SinkContext) -> MqttSink:
         from edgecls.errors import DataError
 
         raise DataError(f"--bundle {options.bundle} does not exist; give the bundle from 'edgecls field export'")
+    return broker, device, prefix
+
+
+def open_mqtt(options: RunOptions, ctx: SinkContext) -> MqttSink:
+    """Everything that can be wrong (URL, TLS files, ids, spool) fails here, before capture."""
+    broker, device, prefix = check_options(options)
     spool = Spool(options.mqtt_spool or default_spool_path(device))
     try:
         sink = MqttSink(options, ctx, broker, Topics(prefix, device), spool)
