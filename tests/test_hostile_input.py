@@ -137,8 +137,7 @@ def small_bundle(out: Path) -> Path:
              for i, (lab, ci) in enumerate([("cat", 0), ("cat", 0), ("dog", 1), ("dog", 1)])]
     n = len(items)
     arrays = {"tensors": np.zeros((n, 64, 64, 3), np.uint8), "float_probs": np.full((n, 2), 0.5),
-              "int8_raw": np.zeros((n, 1), np.uint8), "int8_dequant": np.zeros((n, 1)),
-              "int8_raw_builtin": np.zeros((n, 1), np.uint8)}
+              "int8_raw": np.zeros((n, 1), np.uint8), "int8_raw_builtin": np.zeros((n, 1), np.uint8)}
     tolerances = {**DEFAULT_TOLERANCES, "min_top1_agreement": Tolerance(0.9, "test")}
     return write_bundle(out, model_name="m.tflite", model_sha256="0" * 64, edgetpu_sha256=None, spec=spec,
                         items=items, images=images, arrays=arrays, host={}, tolerances=tolerances)
