@@ -338,7 +338,8 @@ def test_systemd_unit_enables_serve_from_its_environment_file() -> None:
     unit = (deploy / "edgecls.service").read_text()
     assert "EnvironmentFile=-/etc/edgecls/edgecls.env" in unit
     exec_start = unit.split("ExecStart=", 1)[1].split("\n#", 1)[0]
-    assert exec_start.rstrip().endswith("$EDGECLS_SERVE"), "unquoted: split into --serve and its address, nothing when unset"
+    # unquoted: each splits into its option and value, and is nothing when unset
+    assert exec_start.rstrip().endswith("$EDGECLS_SERVE $EDGECLS_MQTT"), exec_start
     env = (deploy / "edgecls.env").read_text()
     assert "#EDGECLS_SERVE=--serve 0.0.0.0:8080" in env and "#EDGECLS_SERVE_TOKEN=" in env
     help_text = run_cli("run", "--help").stdout
