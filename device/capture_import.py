@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecls.errors import DataError
+from edgecls.frameset import FRAME_NAME, FRAMES_FORMAT, SESSION_FILE
 from edgecls.fsutil import StagedDir, atomic_write_text, check_writable_dir
-
-from .frames import FRAME_NAME, FRAMES_FORMAT, SESSION_FILE
 
 INDEX_FILE = "index.csv"
 INDEX_COLUMNS = ("file", "predicted", "score", "rule", "frame", "ts", "run", "capture")

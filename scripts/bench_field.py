@@ -227,11 +227,11 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="A trained run folder (converted here).")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    from edgecls.convert.export import export_tflite
+    from edgecls.convert.export import convert_run
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = export_tflite(args.run, "int8", work / "model_int8.tflite")
+        model = convert_run(args.run, "int8", work / "model_int8.tflite").path
         lines = ["## field learning (capture, drift monitor)", "",
                  "`scripts/bench_field.py`: the device's own classifier, capture rules and drift monitor on "
                  "camera-like frames of the built-in shapes (`edgecls/demo_field.py` for the shifts).", "",
