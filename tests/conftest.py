@@ -6,10 +6,11 @@ Training the article's CNN takes about half a minute here, so the session trains
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,18 @@ def int8_model(tflite_models: Callable[[str], Path]) -> Path:
 def float32_model(tflite_models: Callable[[str], Path]) -> Path:
     """trained_run as a float32 artifact (labels and spec embedded)."""
     return tflite_models("float32")
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small real filesystem of its own (a mount point; full when ``size`` is used up)."""
+    path.mkdir(parents=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

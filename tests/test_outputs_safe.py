@@ -4,20 +4,18 @@ convert and field export, nested class folders, a failed parity check, a kill -9
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, tmpfs
 from device_helpers import camera_like_frames
 
 from edgecls.folders import scan_folder
@@ -30,20 +28,6 @@ def small_data(root: Path, per_class: int = 12) -> Path:
     generate(root, DemoDataOptions(train_per_class=per_class, test_per_class=6, seed=9))
     return root
 
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A small real filesystem of its own (a mount point; full when ``size`` is used up)."""
-    path.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def assert_fails_after_progress(proc: subprocess.CompletedProcess[str], needle: str) -> None:

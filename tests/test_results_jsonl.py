@@ -3,7 +3,6 @@ run_start/run_end records, a full disk survived, size-bounded rotation, folder r
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
@@ -11,12 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import pytest
 from conftest import run_cli
+from conftest import tmpfs as tiny_tmpfs
 from device_helpers import cached_plain_models, camera_like_frames, write_video
 
 from edgecls.device.jsonl import JsonlWriter
@@ -120,19 +119,6 @@ def test_rotation_bounds_the_disk_and_keeps_whole_lines(tmp_path: Path) -> None:
     assert frames == list(range(frames[0], 400)), "the newest records, in order, none torn"
     assert w.rotations > 3
 
-
-@contextlib.contextmanager
-def tiny_tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_full_disk_keeps_classifying_without_torn_lines(models: dict[str, Path], video: Path, tmp_path: Path) -> None:
