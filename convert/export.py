@@ -24,6 +24,7 @@ from edgecls.errors import DataError, ModelError, OutputError
 from edgecls.folders import check_classes_match, load_items, scan_folder, stratified_sample
 from edgecls.fsutil import atomic_write_bytes
 from edgecls.labels import labels_text, write_labels
+from edgecls.litert import LiteRTModel
 from edgecls.model import MODEL_FILE, SPEC_FILE, build_model, import_keras, load_keras_model
 from edgecls.model import import_tensorflow_quietly as import_tensorflow_quietly  # callers' name
 from edgecls.quiet import captured
@@ -32,7 +33,6 @@ from edgecls.spec import ModelSpec, load_spec
 from .baseline import baseline_files
 from .graph import read_graph
 from .metadata import append_files, build_model_metadata, insert_metadata
-from .runner import io_info, litert_interpreter
 
 MODES = ("int8", "float16", "dynamic", "float32")
 IO_DTYPES = ("uint8", "int8")
@@ -204,12 +204,12 @@ def convert_run(
     twin = static_twin(load_keras_model(run_dir), spec)
     flat = tflite_bytes(twin, mode, io_dtype, samples)
 
-    interp = litert_interpreter(flat)
+    loaded = LiteRTModel(flat)
     ops = tuple(op.name for op in read_graph(flat))
     bad = sorted(DYNAMIC_SHAPE_OPS.intersection(ops))
     if bad:
         raise ModelError(f"the converted graph still has dynamic-shape ops {', '.join(bad)}: this is an edgecls bug, please report it")
-    inp, outp = (t.as_dict() for t in io_info(interp))
+    inp, outp = loaded.input.as_dict(), loaded.output.as_dict()
     spec = spec.with_quantization({"mode": mode, "input": inp, "output": outp})
 
     data = insert_metadata(flat, build_model_metadata(spec, name=f"edgecls {'-'.join(spec.labels)} {mode}",
@@ -217,7 +217,7 @@ def convert_run(
     data = append_files(data, {"labels.txt": labels_text(spec.labels).encode("utf-8"),
                                "edgecls.json": spec.to_json().encode("utf-8"),
                                **baseline_files(run_dir, spec, flat, data_dir)})
-    litert_interpreter(data)  # the final bytes, trailing zip and all, must still load
+    LiteRTModel(data)  # the final bytes, trailing zip and all, must still load
     atomic_write_bytes(out, data)
     write_labels(out.parent / "labels.txt", spec.labels)
     return ExportResult(out, mode, len(data), inp, outp, ops,

@@ -1,66 +1,22 @@
-"""Run a .tflite on the host with ai-edge-litert: batches in, probabilities out.
+"""Run a .tflite on the host: batches in, probabilities out.
 
-The tensors are fed and read by :mod:`edgecls.tensorio`, the code the device runs, so a
-host parity figure is a figure of the device's arithmetic.
+The model is loaded and invoked by :class:`edgecls.litert.LiteRTModel`, the class the
+device backends are, and its tensors are fed and read by :mod:`edgecls.tensorio`, so a
+host parity figure is a figure of the device's interpreter wrapper and arithmetic.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgecls.artifact import check_tflite
-from edgecls.errors import MissingDependencyError, ModelError, SpecError
+from edgecls.errors import SpecError
 from edgecls.heads import probabilities
-from edgecls.quiet import captured
-from edgecls.tensorio import (
-    TensorInfo,
-    dequantize,
-    input_info,
-    make_input_encoder,
-    output_info,
-    run_raw,
-)
-
-
-def litert_interpreter(model: Path | bytes, threads: int = 1, *, builtin_kernels: bool = False) -> Any:
-    """An allocated ai-edge-litert interpreter for a model file or bytes.
-
-    ``builtin_kernels`` runs TFLite's builtin kernels only (no default XNNPACK delegate):
-    what tflite-runtime 2.14 runs int8 graphs on. XNNPACK's int8 kernels round a few
-    outputs differently, so a reference for such devices must come from these.
-    """
-    try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    except ImportError as err:
-        raise MissingDependencyError("ai_edge_litert", "device", "running a .tflite") from err
-    extra: dict[str, Any] = (
-        {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if builtin_kernels else {}
-    )
-    # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" and its load errors on fd 2
-    failure: Exception | None = None
-    with captured((2,)):
-        try:
-            if isinstance(model, bytes):
-                interp = Interpreter(model_content=model, num_threads=threads, **extra)
-            else:
-                interp = Interpreter(model_path=str(model), num_threads=threads, **extra)
-            interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            failure = exc
-    if failure is not None:
-        where = "model bytes" if isinstance(model, bytes) else str(model)
-        text = str(failure).strip()
-        first = text.splitlines()[0] if text else type(failure).__name__
-        raise ModelError(f"{where} does not load in ai-edge-litert ({first}): re-convert it with 'edgecls convert'") from failure
-    return interp
-
-
-def io_info(interp: Any) -> tuple[TensorInfo, TensorInfo]:
-    return input_info(interp), output_info(interp)
+from edgecls.litert import LiteRTModel
+from edgecls.tensorio import dequantize, make_input_encoder
 
 
 class TFLiteModel:
@@ -71,10 +27,9 @@ class TFLiteModel:
         self.path = Path(path)
         check_tflite(self.path)
         self.head = head
-        self.interp = litert_interpreter(self.path, threads, builtin_kernels=builtin_kernels)
-        self.input, self.output = io_info(self.interp)
-        self._in = int(self.interp.get_input_details()[0]["index"])
-        self._out = int(self.interp.get_output_details()[0]["index"])
+        #: The loaded model, the device backends' class.
+        self.runner = LiteRTModel(self.path, threads, builtin_kernels=builtin_kernels)
+        self.input, self.output = self.runner.input, self.runner.output
         self._encode = make_input_encoder(self.input)
         want = 1 if head == "sigmoid" else num_labels
         got = int(np.prod(self.output.shape[1:])) if len(self.output.shape) > 1 else int(np.prod(self.output.shape))
@@ -93,7 +48,7 @@ class TFLiteModel:
 
     def raw(self, image: np.ndarray) -> np.ndarray:
         """The output tensor as the runtime returns it (for exact cross-runtime comparison)."""
-        return run_raw(self.interp, self._encode(image), self._in, self._out)
+        return self.runner.invoke(self._encode(image))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 -> (N, K) probabilities."""
@@ -102,10 +57,11 @@ class TFLiteModel:
 
     def time_invoke(self, image: np.ndarray, repeats: int) -> list[float]:
         """Seconds per ``invoke()`` (input set once), for latency figures."""
-        self.interp.set_tensor(self._in, self.quantize_input(image))
+        self.runner.invoke(self.quantize_input(image))
+        interp = self.runner.interpreter
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            self.interp.invoke()
+            interp.invoke()
             times.append(time.perf_counter() - t0)
         return times

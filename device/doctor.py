@@ -52,7 +52,7 @@ def _board() -> str:
 
 
 def check_runtime() -> Check:
-    from .litert import runtime
+    from edgecls.litert import runtime
 
     try:
         rt = runtime()

@@ -1,10 +1,10 @@
 """Tensor I/O of a TFLite classifier: the one place its tensors are described, fed and read.
 
 In the spirit of pycoral's ``adapters/common.py``: small pure functions over a duck-typed
-interpreter (anything with ``get_input_details``, ``get_output_details``, ``set_tensor``,
-``invoke`` and ``get_tensor``: ai-edge-litert, tflite-runtime, a delegate-backed one). The
-device classifier, the field check, host parity and the conversion checks all call these, so
-the host checks run the same arithmetic the device runs.
+interpreter (anything with ``get_input_details`` and ``get_output_details``: ai-edge-litert,
+tflite-runtime, a delegate-backed one). The device classifier, the field check, host parity
+and the conversion checks all call these, so the host checks run the same arithmetic the
+device runs. Loading and invoking is :class:`edgecls.litert.LiteRTModel`, one class for all.
 
 Quantization is read from the tensor, never assumed: ``real = scale * (q - zero_point)``,
 a scale of 0 means a float tensor. Pixels become the model's "real" input as
@@ -143,11 +143,3 @@ def top_k(values: list[float], k: int) -> list[int]:
         return [max(range(len(values)), key=values.__getitem__)]
     return np.argsort(-np.asarray(values), kind="stable")[: min(k, len(values))].tolist()  # type: ignore[no-any-return]
 
-
-def run_raw(interpreter: Any, tensor: np.ndarray, input_index: int | None = None, output_index: int | None = None) -> np.ndarray:
-    """Set one input tensor, invoke, return (a copy of) the raw output tensor."""
-    i = int(interpreter.get_input_details()[0]["index"]) if input_index is None else input_index
-    o = int(interpreter.get_output_details()[0]["index"]) if output_index is None else output_index
-    interpreter.set_tensor(i, tensor)
-    interpreter.invoke()
-    return np.array(interpreter.get_tensor(o))

@@ -167,7 +167,8 @@ def test_device_runtime_never_imports_tensorflow(models: dict[str, Path], tmp_pa
 import sys
 import edgecls.cli
 edgecls.cli._register_subcommands()
-from edgecls.device import backends, bench, classify, doctor, litert, loop, reader, sinks, sources
+from edgecls import litert
+from edgecls.device import backends, bench, classify, doctor, loop, reader, sinks, sources
 from edgecls.device.options import RunOptions
 summary = loop.run(RunOptions(model=__import__('pathlib').Path({str(models['sigmoid_u8'])!r}), source={str(video)!r},
                               headless=True, quiet=True))
@@ -336,7 +337,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, {str(tmp_path / 'tree')!r})
 import numpy as np
-from edgecls.device.litert import runtime
+from edgecls.litert import runtime
 from edgecls.device.backends import BackendOptions, open_backend
 assert runtime().name == "tflite-runtime", runtime()
 b = open_backend("cpu", Path({str(int8_model)!r}), BackendOptions())

@@ -25,6 +25,8 @@ CASES = [
     ("device/sideways.py", "from edgecls.convert.runner import TFLiteModel\n", "edgecls.convert"),
     ("device/tf_inside.py", "def f():\n    import tensorflow\n", "tensorflow"),
     ("device/serve/deep.py", "from edgecls.convert import parity\n", "edgecls.convert"),
+    ("device/own_interpreter.py", "from ai_edge_litert import interpreter\n", "ai_edge_litert.interpreter"),
+    ("convert/own_interpreter.py", "def f():\n    from tflite_runtime.interpreter import Interpreter\n", "tflite_runtime.interpreter"),
     ("edgecls/core.py", "from edgecls.device.frames import FRAME_NAME\n", "edgecls.device"),
     ("edgecls/core2.py", "from edgecls.convert.export import MODES\n", "edgecls.convert"),
     ("edgecls/core3.py", "def f():\n    import keras\n", "keras"),
@@ -32,6 +34,7 @@ CASES = [
     ("convert/ok.py", "from edgecls.tensorio import make_input_encoder\n\n\ndef f():\n    import tensorflow\n", None),
     ("edgecls/train.py", "def f():\n    import tensorflow\n", None),
     ("device/ok.py", "from edgecls.frameset import FRAME_NAME\n", None),
+    ("convert/schema_ok.py", "def f():\n    from ai_edge_litert import schema_py_generated\n", None),
 ]
 
 

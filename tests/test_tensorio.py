@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from edgecls.heads import probabilities, top1
+from edgecls.litert import LiteRTModel, Runtime
 from edgecls.tensorio import (
     RAW_PIXELS,
     Normalization,
@@ -18,7 +19,6 @@ from edgecls.tensorio import (
     make_input_encoder,
     make_output_decoder,
     output_info,
-    run_raw,
     top_k,
 )
 
@@ -77,7 +77,7 @@ def test_top_k_orders_best_first_and_breaks_ties_low() -> None:
 
 
 class FakeInterpreter:
-    """The five methods tensorio uses, doubling its input."""
+    """The five methods tensorio and LiteRTModel use, doubling its input."""
 
     def __init__(self) -> None:
         self.tensor: np.ndarray | None = None
@@ -91,6 +91,9 @@ class FakeInterpreter:
     def set_tensor(self, index: int, tensor: np.ndarray) -> None:
         self.tensor = tensor
 
+    def allocate_tensors(self) -> None:
+        pass
+
     def invoke(self) -> None:
         pass
 
@@ -103,6 +106,7 @@ def test_functions_work_on_any_interpreter_shape() -> None:
     interp = FakeInterpreter()
     assert input_info(interp) == TensorInfo((1, 2), np.dtype(np.uint8), 1.0, 0)
     assert output_info(interp).as_dict() == {"dtype": "int8", "scale": 0.5, "zero_point": -1}
-    raw = run_raw(interp, np.array([[3, 4]], dtype=np.uint8))
+    fake = Runtime("fake", "0", lambda **_: interp, lambda *_: None, None)
+    raw = LiteRTModel(b"model", rt=fake).invoke(np.array([[3, 4]], dtype=np.uint8))
     np.testing.assert_array_equal(raw, [[6, 8]])
     np.testing.assert_allclose(dequantize(raw, output_info(interp)), [[3.5, 4.5]])

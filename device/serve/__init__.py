@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from edgecls.device.litert import runtime
 from edgecls.device.model import ModelInfo
 from edgecls.device.options import RunOptions
 from edgecls.device.results import Frame, FrameStats, Prediction, result_record
+from edgecls.litert import runtime
 from edgecls.redact import mask_secrets
 
 from .metrics import Metrics
