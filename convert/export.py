@@ -22,7 +22,7 @@ import numpy as np
 from edgecls import __version__
 from edgecls.errors import DataError, ModelError, OutputError
 from edgecls.folders import check_classes_match, load_items, scan_folder, stratified_sample
-from edgecls.fsutil import atomic_write_bytes
+from edgecls.fsutil import atomic_write_bytes, existing_ancestor
 from edgecls.labels import labels_text, write_labels
 from edgecls.litert import LiteRTModel
 from edgecls.model import MODEL_FILE, SPEC_FILE, build_model, import_keras, load_keras_model
@@ -81,9 +81,7 @@ def check_output_path(out: Path) -> None:
     out = Path(out)
     if out.is_dir():
         raise OutputError(f"output {out} is a folder: give a file path such as {out / 'model.tflite'}")
-    parent = out.resolve().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = existing_ancestor(out)
     if not parent.is_dir():
         raise OutputError(f"cannot write {out}: {parent} is not a folder; choose a writable path with --out")
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -55,6 +55,15 @@ def npy_bytes(array: Any) -> bytes:
     return buf.getvalue()
 
 
+def existing_ancestor(path: Path) -> Path:
+    """The nearest existing path above ``path``: where creating it starts, so the one to
+    check for being a writable folder before any slow work."""
+    ancestor = Path(path).absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    return ancestor
+
+
 def check_writable_dir(path: Path, *, force: bool, what: str = "output folder") -> None:
     """Refuse an existing non-empty folder unless ``force``; check the parent can be written."""
     path = Path(path)
@@ -68,9 +77,7 @@ def check_writable_dir(path: Path, *, force: bool, what: str = "output folder") 
         if not os.access(path, os.W_OK | os.X_OK):
             raise OutputError(f"cannot write into {path}: choose a writable path for the {what}")
         return
-    ancestor = path.absolute().parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = existing_ancestor(path)
     if not ancestor.is_dir():
         raise OutputError(f"{what} {path} cannot be created: {ancestor} is a file, not a folder; choose another path")
     if not os.access(ancestor, os.W_OK | os.X_OK):
