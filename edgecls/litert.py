@@ -74,7 +74,9 @@ def runtime(name: str | None = None) -> Runtime:
             return RUNTIMES[candidate]()
         except ImportError:
             continue
-    raise MissingDependencyError("ai_edge_litert", "device", f"running a .tflite ({name or 'any runtime'})")
+    if name == "tflite-runtime":
+        raise MissingDependencyError("tflite_runtime", "legacy", "running a .tflite with tflite-runtime")
+    raise MissingDependencyError("ai_edge_litert", "device", "running a .tflite")
 
 
 @contextlib.contextmanager
