@@ -323,6 +323,8 @@ class FleetPublisher:
         room = WINDOW - len(self._inflight)
         if room <= 0 or not self._connected.is_set():
             return
+        if self.last_seq is not None and self._sent_upto >= self.last_seq:
+            return  # everything this run spooled is out (and seqs only grow): no query a tick
         for seq, payload in self.spool.pending(self._sent_upto, room):
             info = self.client.publish(self.topics.events, payload, qos=1)
             self._inflight[info.mid] = (seq, payload)
