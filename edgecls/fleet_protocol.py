@@ -163,8 +163,12 @@ def discovery_configs(prefix: str, device: str, discovery: str, version: str) ->
 # -- payloads
 
 
+#: One compact encoder for every message (``json.dumps`` with ``separators`` builds a new one a call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def dumps(obj: dict[str, Any]) -> bytes:
-    return json.dumps({"v": PROTOCOL_VERSION, **obj}, separators=(",", ":")).encode()
+    return _encode({"v": PROTOCOL_VERSION, **obj}).encode()
 
 
 def loads(payload: bytes, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:

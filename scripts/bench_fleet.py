@@ -10,7 +10,16 @@
 2. Latency: emit (the loop hands the event over) to host receive, for events emitted while
    the broker was up and the spool empty (from 5 s after a restart to the next kill).
 3. Cost: frames/s of ``edgecls run --headless`` on the same file with ``--mqtt`` and without,
-   alternated in this run, medians. Goal: >= 0.95x.
+   alternated in this run, medians. Goal: >= 0.95x. Two recordings of the demo's classes
+   (circle, cross; give the demo's model with ``--model``): what a camera sees (the scene
+   changes every 2 s: ``edgecls demo-video`` at 320x240), and the worst case, the label
+   changing on every other frame (a model that flickers). Decoded as fast as they go.
+   With ``EDGECLS_BENCH_BASELINE=DIR`` (an older tree's import path, e.g. a ``git archive``
+   with ``device/`` copied to ``edgecls/device``) a third arm runs ``--mqtt`` from that tree,
+   in the same rounds.
+   Per-event CPU: ``FleetPublisher`` alone against the broker, 3000 events at 500 a second;
+   CPU of the emitting thread and of every other thread (publisher, paho) per event; also
+   for the baseline tree when given.
 4. Scale: 50 simulated devices (the device-side ``FleetPublisher``, no classifier) and
    ``edgecls fleet status --json`` as a user runs it (a new process). Goal: within 2 s.
 
@@ -36,11 +45,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests")]
 
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 from device_helpers import camera_like_frames, write_video  # noqa: E402
 from mqtt_helpers import MOSQUITTO, Mosquitto  # noqa: E402
 
 SHAPES = ["circle", "cross", "triangle", "square", "star", "ring"]
 COST_GOAL = 0.95
+BASELINE = os.environ.get("EDGECLS_BENCH_BASELINE")
 STATUS_GOAL_S = 2.0
 
 
@@ -130,9 +142,12 @@ def no_loss(model: Path, video: Path, work: Path, devices: int, kills: int, seco
     return {"rows": rows, "outages": len(outages), "latencies": latencies}
 
 
-def run_fps(cmd: list[str]) -> tuple[float, float]:
+def run_fps(cmd: list[str], baseline: bool = False) -> tuple[float, float]:
     """frames/s and CPU ms a frame (all threads, loop only) from the run's closing line."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if baseline:
+        env["PYTHONPATH"] = str(BASELINE)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     m = re.search(r"\(([\d.]+) fps, ([\d.]+) ms CPU a frame", proc.stderr)
     if proc.returncode != 0 or m is None:
         raise RuntimeError(proc.stderr[-2000:])
@@ -140,23 +155,121 @@ def run_fps(cmd: list[str]) -> tuple[float, float]:
 
 
 def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
+    """Alternated arms, the order rotated each round; each run starts with an empty JSONL and
+    spool (the JSONL appends: a reused one would count earlier runs' label changes too)."""
     broker = Mosquitto(work / "cost_broker").start()
-    without: list[tuple[float, float]] = []
-    with_mqtt: list[tuple[float, float]] = []
+    arms = ["without", "with"] + (["baseline"] if BASELINE else [])
+    out: dict = {arm: [] for arm in arms}
     events = 0
     try:
         for r in range(rounds):
-            arms = [False, True] if r % 2 == 0 else [True, False]
-            for use in arms:
-                (work / f"cost{r}.sqlite").unlink(missing_ok=True)
-                fps, cpu = run_fps(device_cmd(model, video, broker.url if use else None, f"cost{r}", work))
-                (with_mqtt if use else without).append((fps, cpu))
-                if use:
-                    events = len(label_changes(work / f"cost{r}.jsonl"))
-                say(f"cost round {r}: {'with' if use else 'without'} --mqtt {fps:.0f} fps, {cpu:.2f} ms CPU a frame")
+            for arm in arms[r % len(arms):] + arms[:r % len(arms)]:
+                name = f"cost-{video.stem}"
+                (work / f"{name}.sqlite").unlink(missing_ok=True)
+                (work / f"{name}.jsonl").unlink(missing_ok=True)
+                url = broker.url if arm != "without" else None
+                fps, cpu = run_fps(device_cmd(model, video, url, name, work), baseline=arm == "baseline")
+                out[arm].append((fps, cpu))
+                if arm == "with":
+                    events = len(label_changes(work / f"{name}.jsonl"))
+                say(f"cost {video.stem} round {r}: {arm} {fps:.0f} fps, {cpu:.2f} ms CPU a frame")
     finally:
         broker.stop()
-    return {"without": without, "with": with_mqtt, "events": events}
+    return {**out, "events": events}
+
+
+def per_event_worker(n: int, rate: float) -> None:
+    """In its own process (so a baseline tree can be imported): ``FleetPublisher`` against a
+    broker, ``n`` events at ``rate`` a second; prints the CPU per event as JSON."""
+    from edgecls.device.mqtt import FleetPublisher
+    from edgecls.device.spool import Spool
+    from edgecls.fleet_protocol import Topics, parse_broker
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        broker = Mosquitto(work / "b").start()
+        try:
+            pub = FleetPublisher(parse_broker(broker.url), Topics("edgecls", "cpu"), Spool(work / "s.sqlite"),
+                                 state=lambda: {"label": "a"}, stats=lambda: {"fps": 1.0}, state_every_s=30.0)
+            pub.start()
+            pub.wait_ready(10)
+            time.sleep(0.5)
+            now = time.time()
+            events = [{"ts": round(now, 6), "emitted": round(now, 6), "frame": i, "label": "ab"[i % 2], "score": 0.91,
+                       "previous": "ba"[i % 2]} for i in range(n)]
+            emit = 0.0
+            cpu0, own0, t0 = time.process_time(), time.thread_time(), time.monotonic()
+            for i in range(0, n, 10):  # 10 label changes back to back, then a pause: paced by sleeping
+                c = time.thread_time()
+                for event in events[i:i + 10]:
+                    pub.emit(event)  # what MqttSink.on_result does on a label change
+                    pub.state_changed()
+                emit += time.thread_time() - c
+                time.sleep(max(0.0, t0 + (i + 10) / rate - time.monotonic()))
+            while pub.delivered < n and time.monotonic() < t0 + n / rate + 60:
+                time.sleep(0.005)
+            other = time.process_time() - cpu0 - (time.thread_time() - own0)
+            own = emit
+            delivered = pub.delivered
+            pub.close(flush_s=1.0)
+        finally:
+            broker.stop()
+    print(json.dumps({"emit_us": 1e6 * own / n, "other_us": 1e6 * other / n, "delivered": delivered, "n": n}))
+
+
+def paho_floor_worker(n: int, rate: float, batch: int = 25) -> None:
+    """The library's own share: a bare paho client (network thread started) publishing ``n``
+    ready-made event payloads at QoS 1 in batches of ``batch``, waiting for every PUBACK: no
+    spool, no JSON. Prints the process CPU per message as JSON."""
+    from edgecls.fleet_protocol import make_client, parse_broker
+
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Mosquitto(Path(tmp) / "b").start()
+        try:
+            client = make_client(parse_broker(broker.url), "paho-floor")
+            acks: list[int] = []
+            client.on_publish = lambda _c, _u, mid, _r, _p: acks.append(mid)
+            client.connect("127.0.0.1", broker.port)
+            client.loop_start()
+            time.sleep(0.5)
+            payload = json.dumps({"v": 1, "seq": 123456, "instance": "0123456789abcdef", "ts": 1796012205.290712,
+                                  "emitted": 1796012205.292013, "frame": 1234, "label": "cross", "score": 0.9867,
+                                  "previous": "circle"}, separators=(",", ":")).encode()
+            cpu0, t0 = time.process_time(), time.monotonic()
+            for i in range(0, n, batch):
+                for _ in range(batch):
+                    client.publish("edgecls/floor/events", payload, qos=1)
+                time.sleep(max(0.0, t0 + (i + batch) / rate - time.monotonic()))
+            while len(acks) < n and time.monotonic() < t0 + n / rate + 60:
+                time.sleep(0.005)
+            cpu = time.process_time() - cpu0
+            client.loop_stop()
+            client.disconnect()
+        finally:
+            broker.stop()
+    print(json.dumps({"paho_us": 1e6 * cpu / n, "delivered": len(acks), "n": n}))
+
+
+def per_event(rounds: int, n: int = 3000, rate: float = 500.0) -> dict:
+    arms = ["with"] + (["baseline"] if BASELINE else [])
+    out: dict = {arm: [] for arm in arms}
+    for r in range(rounds):
+        for arm in arms[r % len(arms):] + arms[:r % len(arms)]:
+            env = {**os.environ, **({"PYTHONPATH": str(BASELINE)} if arm == "baseline" else {})}
+            proc = subprocess.run([sys.executable, __file__, "--per-event-worker", str(n), str(rate)],
+                                  capture_output=True, text=True, env=env, check=True)
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            if res["delivered"] != n:
+                raise RuntimeError(f"per-event worker delivered {res['delivered']} of {n}")
+            out[arm].append(res)
+            say(f"per event {arm}: {res['emit_us']:.1f} us emitting, {res['other_us']:.1f} us other threads")
+    floor = []
+    for _ in range(rounds):
+        proc = subprocess.run([sys.executable, __file__, "--paho-floor-worker", str(n), str(rate)],
+                              capture_output=True, text=True, check=True)
+        floor.append(json.loads(proc.stdout.strip().splitlines()[-1])["paho_us"])
+        say(f"paho alone: {floor[-1]:.1f} us a message")
+    return {**out, "n": n, "rate": rate, "paho": floor}
 
 
 def scale(work: Path, n: int) -> dict:
@@ -212,7 +325,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--per-event-worker", nargs=2, type=float, metavar=("N", "RATE"), help=argparse.SUPPRESS)
+    ap.add_argument("--paho-floor-worker", nargs=2, type=float, metavar=("N", "RATE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.per_event_worker:
+        per_event_worker(int(args.per_event_worker[0]), args.per_event_worker[1])
+        return
+    if args.paho_floor_worker:
+        paho_floor_worker(int(args.paho_floor_worker[0]), args.paho_floor_worker[1])
+        return
     if MOSQUITTO is None:
         raise SystemExit("bench_fleet: mosquitto is not installed (apt-get install -y mosquitto)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,24 +343,56 @@ def main() -> None:
         say(f"writing a {seconds} s recording")
         video = write_video(work / "rec.avi", camera_like_frames(SHAPES * (seconds // 3), 15, size=(320, 240))[: seconds * 30])
         nl = no_loss(model, video, work, devices=3 if args.quick else 8, kills=3, seconds=seconds)
-        c = cost(model, video, work, rounds=3 if args.quick else 5)
-        say("writing a recording of held scenes (each image for 0.5 s, as a camera sees a scene)")
-        scenes = camera_like_frames((SHAPES * 40)[: seconds * 2], 1, seed=1, size=(320, 240))
-        held = write_video(work / "held.avi", [f for f in scenes for _ in range(15)])
-        ch = cost(model, held, work, rounds=3 if args.quick else 5)
+        cost_s = 20 if args.quick else 120
+        say(f"writing the cost recordings ({cost_s} s each)")
+        from edgecls.demo_data import DemoVideoOptions, generate_video, render
+
+        camera = work / "camera.avi"
+        generate_video(camera, DemoVideoOptions(classes=2, seconds=cost_s, width=320, height=240, seed=3))
+        rng = np.random.default_rng(5)
+        flicker = write_video(work / "flicker.avi", [cv2.resize(render(k, rng), (320, 240))
+                                                    for k in ["circle", "circle", "cross", "cross"] * (cost_s * 30 // 4)])
+        rounds = 3 if args.quick else 7
+        c = cost(model, camera, work, rounds)
+        ch = cost(model, flicker, work, rounds)
+        pe = per_event(3)
         s = scale(work, 50)
     lat = nl["latencies"]
     p = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: float("nan"))
     def cost_lines(c: dict, what: str) -> list[str]:
-        wo, wi = statistics.median(x[0] for x in c["without"]), statistics.median(x[0] for x in c["with"])
-        co, ci = statistics.median(x[1] for x in c["without"]), statistics.median(x[1] for x in c["with"])
-        ratio = wi / wo
-        return [f"{what}: {c['events']} label changes (events) in {seconds * 30} frames.", "",
-                "| run | frames/s (each run) | median frames/s | median CPU ms a frame |", "|---|---|---:|---:|",
-                f"| without `--mqtt` | {', '.join(f'{x[0]:.0f}' for x in c['without'])} | {wo:.0f} | {co:.3f} |",
-                f"| with `--mqtt` | {', '.join(f'{x[0]:.0f}' for x in c['with'])} | {wi:.0f} | {ci:.3f} |", "",
-                f"Ratio: **{ratio:.2f}x** frames/s (goal >= {COST_GOAL}x: {'met' if ratio >= COST_GOAL else 'NOT met'}); "
-                f"CPU a frame {ci / co:.2f}x.", ""]
+        med = {arm: (statistics.median(x[0] for x in c[arm]), statistics.median(x[1] for x in c[arm]))
+               for arm in ("without", "with", "baseline") if arm in c}
+        wo, co = med["without"]
+        frames = cost_s * 30
+        names = {"without": "without `--mqtt`", "with": "with `--mqtt`", "baseline": "with `--mqtt`, before (baseline tree)"}
+        lines = [f"{what}: {c['events']} label changes (events) in {frames} frames.", "",
+                 "| run | frames/s (each run) | median frames/s | ratio | median CPU ms a frame | extra CPU a label change |",
+                 "|---|---|---:|---:|---:|---:|"]
+        for arm, (fps, cpu) in med.items():
+            extra = ("" if arm == "without" else "(too few events to tell)" if c["events"] < frames / 20
+                     else f"{1e3 * (cpu - co) * frames / c['events']:.0f} us")
+            lines.append(f"| {names[arm]} | {', '.join(f'{x[0]:.0f}' for x in c[arm])} | {fps:.0f} | "
+                         f"{fps / wo:.3f}x | {cpu:.2f} | {extra} |")
+        ratio = med["with"][0] / wo
+        paired = statistics.median(w[0] / o[0] for w, o in zip(c["with"], c["without"], strict=True))
+        return [*lines, "", f"Ratio with `--mqtt`: **{ratio:.2f}x** frames/s, the ratio of the medians (goal >= {COST_GOAL}x: "
+                f"{'met' if ratio >= COST_GOAL else 'NOT met'}); the median of each round's own ratio (the two runs "
+                f"next to each other in time): {paired:.2f}x.", ""]
+
+    def per_event_lines(pe: dict) -> list[str]:
+        names = {"with": "this tree", "baseline": "before (baseline tree)"}
+        lines = [f"**Per-event CPU** of the publisher path alone (`FleetPublisher`, {pe['n']} events at "
+                 f"{pe['rate']:.0f} a second against the same Mosquitto, medians of {len(pe['with'])} processes): the "
+                 "emitting thread (the frame loop's share) and every other thread (publisher and paho).", "",
+                 "| tree | emitting thread, us an event | publisher + paho threads, us an event | total |", "|---|---:|---:|---:|"]
+        for arm in ("with", "baseline"):
+            if arm in pe:
+                e, o = statistics.median(x["emit_us"] for x in pe[arm]), statistics.median(x["other_us"] for x in pe[arm])
+                lines.append(f"| {names[arm]} | {e:.1f} | {o:.0f} | {e + o:.0f} |")
+        floor = statistics.median(pe["paho"])
+        return [*lines, "", f"Of that, paho alone (a bare client with its network thread, the same payloads at QoS 1 in "
+                f"batches of 25, every PUBACK awaited, no spool, no JSON) costs {floor:.0f} us a message: "
+                f"{', '.join(f'{x:.0f}' for x in pe['paho'])} us in {len(pe['paho'])} processes.", ""]
 
     lost = sum(r["missing"] for r in nl["rows"])
     out = ["## Fleet over MQTT (issue 13)", "",
@@ -258,10 +411,13 @@ def main() -> None:
             f"**Latency** emit -> host receive with the broker up ({len(lat)} events, outage windows + 5 s left out): "
             f"p50 {p(0.5):.1f} ms, **p99 {p(0.99):.1f} ms**, max {lat[-1] if lat else float('nan'):.1f} ms.", "",
             f"**Cost**: `edgecls run --headless --quiet --jsonl` on one file, with `--mqtt` and without, alternated, "
-            f"{len(c['without'])} rounds each, medians. CPU: the process's CPU during the loop (all threads: the "
-            "publisher and paho too) per frame. Two recordings of the same length:", "",
-            *cost_lines(c, "The no-loss recording (a new random image every frame: the label flickers, worst case)"),
-            *cost_lines(ch, "Held scenes (each image for 0.5 s, as a camera watches a scene)"),
+            f"{len(c['without'])} rounds each (the order rotated), medians; each run starts with an empty JSONL "
+            "and spool. CPU: the process's CPU during the loop (all threads: the publisher and paho too) per frame; "
+            "extra CPU a label change: (CPU a frame with - without) x frames / events. Two recordings of the "
+            f"demo's classes, {cost_s} s of 320x240 each, decoded as fast as they go:", "",
+            *cost_lines(c, "What a camera sees (`edgecls demo-video`: the scene changes every 2 s, moving, sensor noise)"),
+            *cost_lines(ch, "Worst case, a flickering label (each class held for 2 frames: a label change on every other frame)"),
+            *per_event_lines(pe),
             f"**Scale**: {s['devices']} simulated devices (the device-side `FleetPublisher`, no classifier), "
             f"`edgecls fleet status --json` as a new process: {', '.join(f'{t:.2f}' for t in s['seconds'])} s, "
             f"{s['online_rows']} devices online in its answer "

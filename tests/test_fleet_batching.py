@@ -1,0 +1,145 @@
+"""The batched event path of ``--mqtt``: the loop appends, the publisher spools and acknowledges
+whole batches. Order, drop counting and the spool's bookkeeping must hold across batches,
+with a real Mosquitto where the network is involved."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mqtt_helpers import Mosquitto, needs_mosquitto
+
+from edgecls.fleet_protocol import Topics, make_client, parse_broker
+
+
+def _db_view(path: Path) -> tuple[int, int, list[int]]:
+    """count, bytes and seqs as the file has them (a second reader: WAL allows it)."""
+    con = sqlite3.connect(path)
+    try:
+        count, size = con.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events").fetchone()
+        seqs = [r[0] for r in con.execute("SELECT seq FROM events ORDER BY seq")]
+    finally:
+        con.close()
+    return int(count), int(size), seqs
+
+
+def test_spool_batches_keep_order_count_drops_and_bytes(tmp_path: Path) -> None:
+    from edgecls.device.spool import Spool
+
+    path = tmp_path / "s.sqlite"
+    spool = Spool(path, max_events=10)
+    total = 0
+    dropped = 0
+    for size in (3, 1, 7, 12, 2):  # batches smaller and larger than the bound
+        last, gone = spool.append_many([lambda seq: json.dumps({"seq": seq, "pad": "x" * (seq % 5)}).encode()] * size)
+        total += size
+        dropped += gone
+        assert last == total - 1
+    stats = spool.stats()
+    assert (stats.pending, stats.dropped, stats.next_seq) == (10, total - 10, total) and dropped == total - 10
+    count, size, seqs = _db_view(path)
+    assert seqs == list(range(total - 10, total)) and (count, size) == (stats.pending, stats.bytes)
+    assert [s for s, _ in spool.pending(-1, 100)] == seqs
+    # one ack batch mixing dropped seqs (already gone), delivered ones and a repeat
+    spool.ack([0, 1, total - 10, total - 9, total - 9, total - 1])
+    count, size, seqs = _db_view(path)
+    stats = spool.stats()
+    assert seqs == list(range(total - 8, total - 1))
+    assert (stats.pending, stats.bytes) == (count, size) == (7, size)
+    spool.ack(list(range(total)))  # a batch larger than one IN list's chunk is fine too
+    spool.close()
+    again = Spool(path, max_events=10)  # everything delivered: seq goes on after the last one
+    assert again.append(lambda seq: b"x") == (total, 0)
+    assert again.stats().dropped == total - 10
+    again.close()
+
+
+def _collect(url: str, topic: str, out: list[dict[str, Any]], ready: threading.Event, *, keep: bool = False) -> Any:
+    """A subscriber; ``keep``: a persistent session, so the broker queues for it while it is away."""
+    client = make_client(parse_broker(url), "collector", clean_session=not keep)
+    client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda *_: ready.set()
+    client.on_message = lambda _c, _u, msg: out.append(json.loads(msg.payload))
+    client.connect("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    client.loop_start()
+    return client
+
+
+def _publisher(url: str, device: str, spool_path: Path, **spool_args: int) -> Any:
+    from edgecls.device.mqtt import FleetPublisher
+    from edgecls.device.spool import Spool
+
+    return FleetPublisher(parse_broker(url), Topics("edgecls", device), Spool(spool_path, **spool_args),
+                          state=lambda: {"label": "a"}, stats=lambda: {"fps": 1.0}, discovery_prefix=None)
+
+
+def _wait(condition: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.02)
+
+
+@needs_mosquitto
+def test_a_burst_at_loop_speed_arrives_once_and_in_order(tmp_path: Path) -> None:
+    """2000 label changes emitted back to back (no pause: a flickering label on a fast
+    loop): every one is delivered, by seq, in order, and leaves the spool."""
+    broker = Mosquitto(tmp_path / "broker").start()
+    got: list[dict[str, Any]] = []
+    ready = threading.Event()
+    collector = _collect(broker.url, "edgecls/burst/events", got, ready)
+    pub = _publisher(broker.url, "burst", tmp_path / "burst.sqlite")
+    try:
+        assert ready.wait(10)
+        pub.start()
+        assert pub.wait_ready(10)
+        n = 2000
+        for i in range(n):
+            pub.emit({"frame": i, "label": "ab"[i % 2]})
+        _wait(lambda: len(got) >= n and pub.delivered >= n, 30)
+        assert [e["seq"] for e in got] == list(range(n))
+        assert [e["frame"] for e in got] == list(range(n))
+        assert pub.spool.stats().pending == 0
+    finally:
+        pub.close(flush_s=1.0)
+        collector.loop_stop()
+        broker.stop()
+
+
+@needs_mosquitto
+@pytest.mark.parametrize("bound", [50])
+def test_broker_away_spool_full_across_batches_then_in_order(tmp_path: Path, bound: int) -> None:
+    """The broker is not there yet: events arrive over many publisher ticks, the spool keeps
+    the newest ``bound`` and counts the rest as dropped; once the broker is up the kept ones
+    arrive in seq order and the gap before them is exactly the dropped count."""
+    broker = Mosquitto(tmp_path / "broker").start()
+    got: list[dict[str, Any]] = []
+    ready = threading.Event()
+    collector = _collect(broker.url, "edgecls/away/events", got, ready, keep=True)
+    assert ready.wait(10)
+    broker.stop()  # the collector's session is saved; the device starts with no broker
+    pub = _publisher(broker.url, "away", tmp_path / "away.sqlite", max_events=bound)
+    pub.start()
+    n = 300
+    try:
+        for i in range(n):
+            pub.emit({"frame": i, "label": "ab"[i % 2]})
+            if i % 30 == 29:
+                time.sleep(0.05)  # several ticks, several spool transactions
+        _wait(lambda: pub.last_seq == n - 1, 10)
+        stats = pub.spool.stats()
+        assert (stats.pending, stats.dropped, pub.dropped_now) == (bound, n - bound, n - bound)
+        broker.start()
+        _wait(lambda: pub.delivered >= bound and len({e["seq"] for e in got}) >= bound, 30)
+        seqs = [e["seq"] for e in got]
+        assert sorted(set(seqs)) == list(range(n - bound, n)), seqs[:5]
+        assert seqs == sorted(seqs)  # in order (a repeat, if any, only next to itself)
+        assert next(e["frame"] for e in got if e["seq"] == n - 1) == n - 1
+    finally:
+        pub.close(flush_s=1.0)
+        collector.loop_stop()
+        broker.stop()
