@@ -79,7 +79,7 @@ def camera_frames(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def write_video(path: Path, frames: list[np.ndarray], repeat: int = 1) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (640, 480))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, (640, 480))
     for _ in range(repeat):
         for frame in frames:
             writer.write(frame)
@@ -213,7 +213,7 @@ def loop_cpu_in_process(model: Path, work: Path, frames: int, rounds: int = 3) -
     from edgecls.device.loop import open_classifier, run_loop
     from edgecls.device.options import RunOptions
     from edgecls.device.results import Frame
-    from edgecls.device.sinks import ConsoleSink, JsonlSink
+    from edgecls.device.sinks import ConsoleSink, JsonlSink, Sink
     from edgecls.preprocess import to_model_input
 
     image = camera_frames(1, seed=6)[0]
@@ -245,7 +245,7 @@ def loop_cpu_in_process(model: Path, work: Path, frames: int, rounds: int = 3) -
             it.get_tensor(o)
         bare.append((time.process_time() - c) / frames * 1e6)
         with open(os.devnull, "w") as null:
-            sinks = [JsonlSink(work / "cpu.jsonl"), ConsoleSink(null)]
+            sinks: list[Sink] = [JsonlSink(work / "cpu.jsonl"), ConsoleSink(null)]
             c = time.process_time()
             run_loop(Memory(), classifier, sinks, threading.Event())
             loop.append((time.process_time() - c) / frames * 1e6)
@@ -305,6 +305,9 @@ def freshness(model: Path, results: int, delay_s: float) -> dict[str, float]:
         def invoke(self, tensor: np.ndarray) -> np.ndarray:
             time.sleep(delay_s)
             return backend.invoke(tensor)
+
+        def delegated_partitions(self) -> int:
+            return backend.delegated_partitions()
 
         def close(self) -> None:
             backend.close()

@@ -30,6 +30,7 @@ converted here (its label changes often on these frames, which is what is counte
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests")]
@@ -283,10 +285,10 @@ def scale(work: Path, n: int) -> dict:
         b = parse_broker(broker.url)
         for i in range(n):
             name = f"sim{i:02d}"
-            state = {"label": "circle", "score": 0.9, "ts": time.time(), "event_ts": time.time(), "seq": 2,
+            state: dict[str, Any] = {"label": "circle", "score": 0.9, "ts": time.time(), "event_ts": time.time(), "seq": 2,
                      "model": {"name": "model_int8.tflite", "sha256": "0" * 64, "labels": ["a", "b"]}}
             pub = FleetPublisher(b, Topics("edgecls", name), Spool(work / f"{name}.sqlite"),
-                                 state=lambda s=state: s, stats=lambda: {"fps": 30.0, "frames": 100},
+                                 state=functools.partial(dict, state), stats=lambda: {"fps": 30.0, "frames": 100},
                                  state_every_s=30.0)
             pub.start()
             for label in ("a", "b", "a"):

@@ -92,7 +92,8 @@ def main() -> int:
         wheel, so = wheel_kernel(args.wheel, Path(tmp))
         kernels = {"wheel (zig clang, manylinux_2_17)": pre._Kernel(str(so)), "built in place (gcc)": pre._Kernel(in_place)}
         frames = camera_frames(16)
-        same = all(np.array_equal(*(k.resize(f, 64, True) for k in kernels.values())) for f in frames)
+        pairs = [[k.resize(f, 64, True) for k in kernels.values()] for f in frames]
+        same = all(a is not None and b is not None and np.array_equal(a, b) for a, b in pairs)
         say(f"resize, {rounds} rounds")
         resize = measure(kernels, lambda f: pre.to_model_input(f, "bgr"), rounds)
         whole: dict[str, float] = {}

@@ -31,7 +31,7 @@ def camera_like_frames(kinds: list[str], per_kind: int, seed: int = 0, size: tup
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
     """An MJPG .avi written by cv2.VideoWriter, like a camera recording."""
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
     assert writer.isOpened(), "OpenCV cannot write MJPG here"
     for frame in frames:
         writer.write(frame)

@@ -65,8 +65,8 @@ def write_videos(out: Path) -> None:
     rng = np.random.default_rng(7)
     w, h = VIDEO_SIZE
     writers = {
-        "video-ffv1.avi": cv2.VideoWriter(str(out / "video-ffv1.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 15, (w, h)),
-        "video-mjpg.avi": cv2.VideoWriter(str(out / "video-mjpg.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 15, (w, h)),
+        "video-ffv1.avi": cv2.VideoWriter(str(out / "video-ffv1.avi"), cv2.VideoWriter.fourcc(*"FFV1"), 15, (w, h)),
+        "video-mjpg.avi": cv2.VideoWriter(str(out / "video-mjpg.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 15, (w, h)),
     }
     for name, writer in writers.items():
         if not writer.isOpened():

@@ -27,6 +27,7 @@ import platform
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,7 @@ def cmd_preprocess(inputs: Path, out: Path, inject: str | None) -> int:
 
     if inject == "naive-area":
         pre.resize_area = _naive_area  # type: ignore[assignment]  # this process only
-    tensors: dict[str, np.ndarray] = {}
+    tensors: dict[str, Any] = {}  # Any: savez_compressed types its **kwds loosely
     decoded: dict[str, str] = {}
     for path in sorted((inputs / "arrays").glob("*.npy")):
         tensors[f"arrays/{path.name}"] = pre.to_model_input(np.load(path), "bgr")
@@ -164,7 +165,7 @@ def _invoker(model: Path):  # type: ignore[no-untyped-def]
 def cmd_infer(model: Path, tensors: Path, out: Path) -> int:
     """Run the model on each stored tensor (the substance of a field check); keep raw outputs."""
     name, invoke = _invoker(model)
-    results: dict[str, np.ndarray] = {}
+    results: dict[str, Any] = {}
     with np.load(tensors) as data:
         for key in sorted(data.files):
             results[key] = np.array(invoke(data[key][None]), copy=True)
