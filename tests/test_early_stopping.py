@@ -4,7 +4,6 @@ exactly N epochs (``--epochs 5`` is the article)."""
 from __future__ import annotations
 
 import json
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -34,9 +33,6 @@ def test_default_stops_early_and_keeps_the_best_epoch(data: Path, tmp_path: Path
     if ran < 6:
         assert ran == best + 2, "stopped one epoch (the patience) after the best"
     assert f"{ran} epochs run; best epoch {best + 1}" in proc.stdout, proc.stdout
-    # the learning rate is cut on a validation-loss plateau in this mode: recorded per epoch
-    lr = hist["history"]["learning_rate"]
-    assert len(lr) == ran and lr[0] == pytest.approx(1e-3) and all(b <= a for a, b in pairwise(lr))
 
 
 @pytest.mark.slow
@@ -45,4 +41,3 @@ def test_fixed_epochs_run_them_all(data: Path, tmp_path: Path) -> None:
     run_cli("train", str(data / "train"), "--val-dir", str(data / "test"), "--out", str(run), "--epochs", "2", check=True)
     hist = json.loads((run / "history.json").read_text())
     assert hist["epochs"] == 2 == hist["max_epochs"] and hist["patience"] == 0 and len(hist["history"]["val_accuracy"]) == 2
-    assert "learning_rate" not in hist["history"], "the article's epochs run at Adam's constant rate"
