@@ -38,7 +38,9 @@ def _export_with_edgecls(run_dir: Path, out: Path) -> str:
     """edgecls's own int8 export (the one conversion recipe); returns how the model was made."""
     from edgecls.convert.export import convert_run
 
-    convert_run(run_dir, "int8", out)
+    # Calibrate on the training images beside the run, not on the path the run recorded: the
+    # cache folder may have moved since it was trained (EDGECLS_AARCH64_CACHE, a copied cache).
+    convert_run(run_dir, "int8", out, data_dir=run_dir.with_name(run_dir.name + "-data") / "train")
     return "edgecls.convert.export.convert_run(run, 'int8')"
 
 

@@ -23,16 +23,26 @@ unmount_under() {
     while read -r m; do umount -l "$m" 2>/dev/null || log "note: could not unmount $m"; done
 }
 
+# The folder a build_rootfs is filling, for the caller's EXIT trap: a run stopped mid-build
+# (CI's timeout, Ctrl-C) must not leave it, nor the /proc debootstrap mounted inside it.
+ROOTFS_BUILD_TMP=""
+discard_rootfs_build() {
+  [ -n "$ROOTFS_BUILD_TMP" ] || return 0
+  unmount_under "$ROOTFS_BUILD_TMP"
+  rm -rf "$ROOTFS_BUILD_TMP"
+  ROOTFS_BUILD_TMP=""
+}
+
 # build_rootfs SUITE TARBALL: debootstrap into a temporary folder, then pack it.
 build_rootfs() {
   local suite="$1" tarball="$2" tmp
   tmp="$(mktemp -d "${CACHE}/build-${suite}.XXXX")"
+  ROOTFS_BUILD_TMP="$tmp"
   log "building the ${suite} arm64 rootfs (debootstrap, several minutes; cached in ${tarball})"
   if ! debootstrap --arch=arm64 --variant=minbase --include="$ROOTFS_PACKAGES" \
       "$suite" "$tmp/root" "$DEBIAN_MIRROR" > "$tmp/debootstrap.log" 2>&1; then
     tail -n 20 "$tmp/debootstrap.log" >&2
-    unmount_under "$tmp"
-    rm -rf "$tmp"
+    discard_rootfs_build
     return 1
   fi
   # Nothing from the build machine's package cache is needed inside.
@@ -40,5 +50,5 @@ build_rootfs() {
   unmount_under "$tmp"
   tar -C "$tmp/root" --numeric-owner -cf - . | zstd -q -T0 -3 -o "$tmp/rootfs.tar.zst"
   mv "$tmp/rootfs.tar.zst" "$tarball"
-  rm -rf "$tmp"
+  discard_rootfs_build
 }
