@@ -244,7 +244,7 @@ def test_viewer_cap_holds_under_200_simultaneous_clients(models: dict[str, Path]
     lock = threading.Lock()
 
     def viewer() -> None:
-        s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        s = socket.create_connection(("127.0.0.1", port), timeout=60)  # generous: CI machines are loaded
         with lock:
             socks.append(s)
         start.wait()
@@ -258,7 +258,7 @@ def test_viewer_cap_holds_under_200_simultaneous_clients(models: dict[str, Path]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(30)
+            t.join(90)
         assert len(codes) == 200
         assert codes.count("200") == MAX_VIEWERS and codes.count("503") == 200 - MAX_VIEWERS, sorted(set(codes))
         assert sink.preview.viewers == MAX_VIEWERS

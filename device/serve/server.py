@@ -87,6 +87,9 @@ class PreviewApp(Protocol):
 class PreviewHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog is 5: a burst of viewers (a dashboard wall reloading) then
+    # has its SYNs dropped and retried after 1, 3, 7 s. 128 lets a burst queue instead.
+    request_queue_size = 128
 
     def __init__(self, sockaddr: Any, family: int, app: PreviewApp, loopback: bool) -> None:
         self.address_family = family
