@@ -77,20 +77,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def test_faint_shapes_stay_visible() -> None:
-    """A faint (hard) shape's colour is at least FAINT_MIN from the background under it in
-    every channel, and a valid colour, for every background level and offset."""
-    import itertools
-
-    import numpy as np
-
-    from edgecls.demo_data import FAINT_MIN, _faint
-
-    levels = (0, 1, 19, 20, 59, 60, 128, 195, 196, 235, 254, 255)
-    for local, off in itertools.product(levels, range(-40, 41)):
-        colour = np.array(_faint(np.array([local, 255 - local, 128]), np.array([off, -off, off])))
-        diff = np.abs(colour - np.array([local, 255 - local, 128]))
-        assert (diff >= FAINT_MIN).all() and (diff <= FAINT_MIN + 40).all(), (local, off, colour)
-        assert ((colour >= 0) & (colour <= 255)).all()
