@@ -82,7 +82,9 @@ def _print_export(result: ExportResult) -> None:
     out_console.print(f"  ops: {' '.join(result.ops)}", highlight=False, soft_wrap=True)
     from edgecls.drift import read_baseline
 
-    drift = ", baseline.json (drift baseline)" if read_baseline(result.path) is not None else ""
+    # After a failed parity check the artifact was not kept: nothing to read the baseline from.
+    kept = result.path.exists()
+    drift = ", baseline.json (drift baseline)" if kept and read_baseline(result.path) is not None else ""
     out_console.print(f"  embedded: labels.txt, edgecls.json{drift} (TFLite metadata names labels.txt); "
                       "labels.txt beside it" + (f"; calibrated on {result.calibration_count} images"
                                                   if result.calibration_count else ""), highlight=False, soft_wrap=True)
