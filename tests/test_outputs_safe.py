@@ -138,6 +138,13 @@ def test_failed_parity_keeps_the_previous_artifact(run: Path, data: Path, tmp_pa
     assert "Traceback" not in proc.stderr and "parity failed" in proc.stderr
     assert f"the previous {model} is left in place" in proc.stderr
     assert model.read_bytes() == before and no_staging_left(run)
+    # With no previous artifact: the verdict, not an error about the file the check discarded.
+    out = tmp_path / "new" / "m.tflite"
+    proc = run_cli("convert", str(run), "--quantize", "int8", "--data", str(dark), "--val-data", str(data / "test"),
+                   "--out", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "parity failed" in proc.stderr and f"{out} was not written" in proc.stderr, proc.stderr
+    assert "cannot read" not in proc.stderr and not out.exists()
 
 
 def test_kill9_leftovers_are_cleaned_by_the_next_run(tmp_path: Path) -> None:
