@@ -163,6 +163,10 @@ class FleetPublisher:
         """Loop thread: queue one event (seq is assigned when it is spooled). An append; the
         publisher is woken only when it sleeps idle (see ``_sleep``)."""
         self._events.append(event)
+        self._nudge()
+
+    def _nudge(self) -> None:
+        """Wake the publisher if it sleeps idle; while it ticks, its next tick sees the work."""
         if self._idle:
             self._idle = False
             self._wake.set()
@@ -357,9 +361,7 @@ class FleetPublisher:
     def state_changed(self) -> None:
         """Publisher thread or loop: publish the state soon (on a label change), on the next tick."""
         self._state_due = True
-        if self._idle:
-            self._idle = False
-            self._wake.set()
+        self._nudge()
 
     def _sleep(self) -> None:
         """Until the next tick, or longer when there is nothing to do. ``_idle`` is raised

@@ -144,6 +144,11 @@ def no_loss(model: Path, video: Path, work: Path, devices: int, kills: int, seco
     return {"rows": rows, "outages": len(outages), "latencies": latencies}
 
 
+def rotated(arms: list[str], r: int) -> list[str]:
+    """Round ``r``'s order of the arms: each arm goes first in turn."""
+    return arms[r % len(arms):] + arms[:r % len(arms)]
+
+
 def run_fps(cmd: list[str], baseline: bool = False) -> tuple[float, float]:
     """frames/s and CPU ms a frame (all threads, loop only) from the run's closing line."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -165,7 +170,7 @@ def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
     events = 0
     try:
         for r in range(rounds):
-            for arm in arms[r % len(arms):] + arms[:r % len(arms)]:
+            for arm in rotated(arms, r):
                 name = f"cost-{video.stem}"
                 (work / f"{name}.sqlite").unlink(missing_ok=True)
                 (work / f"{name}.jsonl").unlink(missing_ok=True)
@@ -211,12 +216,11 @@ def per_event_worker(n: int, rate: float) -> None:
             while pub.delivered < n and time.monotonic() < t0 + n / rate + 60:
                 time.sleep(0.005)
             other = time.process_time() - cpu0 - (time.thread_time() - own0)
-            own = emit
             delivered = pub.delivered
             pub.close(flush_s=1.0)
         finally:
             broker.stop()
-    print(json.dumps({"emit_us": 1e6 * own / n, "other_us": 1e6 * other / n, "delivered": delivered, "n": n}))
+    print(json.dumps({"emit_us": 1e6 * emit / n, "other_us": 1e6 * other / n, "delivered": delivered, "n": n}))
 
 
 def paho_floor_worker(n: int, rate: float, batch: int = 25) -> None:
@@ -256,7 +260,7 @@ def per_event(rounds: int, n: int = 3000, rate: float = 500.0) -> dict:
     arms = ["with"] + (["baseline"] if BASELINE else [])
     out: dict = {arm: [] for arm in arms}
     for r in range(rounds):
-        for arm in arms[r % len(arms):] + arms[:r % len(arms)]:
+        for arm in rotated(arms, r):
             env = {**os.environ, **({"PYTHONPATH": str(BASELINE)} if arm == "baseline" else {})}
             proc = subprocess.run([sys.executable, __file__, "--per-event-worker", str(n), str(rate)],
                                   capture_output=True, text=True, env=env, check=True)
