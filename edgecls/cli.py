@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -61,11 +63,31 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+#: Set by :func:`_note_interrupt` when Ctrl-C arrives during a command.
+_interrupted = threading.Event()
+
+
+def _note_interrupt(signum: int, frame: Any) -> None:
+    """Python's own SIGINT behaviour (raise KeyboardInterrupt), remembered. A library that
+    calls back into Python from C++ can turn that KeyboardInterrupt into another error on its
+    way out (TensorFlow's converter once gave "'NoneType' object is not callable"); the flag
+    lets :func:`handle_errors` still report it as the interrupt it was."""
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
 def handle_errors(fn: F) -> F:
     """Turn library errors and Ctrl-C into one line and an exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _interrupted.clear()
+        # Only where SIGINT still has Python's default handler, in the main thread: a command
+        # that installs its own (``run``'s stop-after-this-frame) replaces this one inside.
+        note = (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        if note:
+            signal.signal(signal.SIGINT, _note_interrupt)
         try:
             return fn(*args, **kwargs)
         except EdgeclsError as err:
@@ -76,6 +98,13 @@ def handle_errors(fn: F) -> F:
             fail(os_error_line(err), 1)
         except KeyboardInterrupt:
             fail("interrupted: nothing partial was written", 130)
+        except Exception:
+            if _interrupted.is_set():  # the interrupt, disguised by the library it went through
+                fail("interrupted: nothing partial was written", 130)
+            raise
+        finally:
+            if note:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
         return None
 
     return wrapper  # type: ignore[return-value]

@@ -96,3 +96,49 @@ def test_help_on_every_command_and_version() -> None:
     for cmd in ("demo-data", "train", "evaluate"):
         assert cmd in top
         assert "Usage" in run_cli(cmd, "--help", check=True).stdout
+
+
+_DISGUISED_INTERRUPT = """
+import os, signal, sys, time
+import typer
+from edgecls.cli import handle_errors
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+def library_callback(interrupt):
+    # What TensorFlow's converter did once: the KeyboardInterrupt raised in a Python callback
+    # under C++ came out as another error.
+    try:
+        if interrupt:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        raise TypeError("'NoneType' object is not callable")
+    except KeyboardInterrupt:
+        raise TypeError("'NoneType' object is not callable") from None
+
+@app.command()
+@handle_errors
+def work(interrupt: bool = typer.Option(False, "--interrupt")) -> None:
+    library_callback(interrupt)
+
+app()
+"""
+
+
+@pytest.mark.parametrize("interrupt", [True, False])
+def test_ctrl_c_disguised_by_a_library_is_still_an_interrupt(tmp_path: Path, interrupt: bool) -> None:
+    """Ctrl-C that a library turns into another error is reported as the interrupt (130, one
+    line); the same error without a Ctrl-C is a bug and keeps its traceback."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "disguised.py"
+    script.write_text(_DISGUISED_INTERRUPT)
+    proc = subprocess.run([sys.executable, str(script), *(["--interrupt"] if interrupt else [])],
+                          capture_output=True, text=True, timeout=60)
+    if interrupt:
+        assert proc.returncode == 130, proc.stderr
+        assert proc.stderr.strip() == "error: interrupted: nothing partial was written"
+    else:
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" in proc.stderr and "TypeError: 'NoneType' object is not callable" in proc.stderr
