@@ -108,6 +108,14 @@ def main() -> None:
             s["seq"] = holder[0].last_seq  # the seq this process assigned
         return s
 
+    mark = [time.monotonic(), time.process_time()]
+
+    def stats() -> dict[str, Any]:
+        """The parent's figures and this process's CPU (the parent's cpu_percent is its own)."""
+        now, cpu = time.monotonic(), time.process_time()
+        (t0, c0), mark[:] = mark, [now, cpu]
+        return {**latest["stats"], "publisher_cpu_percent": round(100.0 * (cpu - c0) / (now - t0), 1) if now > t0 else None}
+
     def forward(name: str, payload: bytes) -> None:
         args, reply = pub.parse(name, payload)  # hostile input is checked here, bounded
         if args is None:
@@ -116,7 +124,7 @@ def main() -> None:
         data = args.pop("data", None)
         send({"t": "cmd", "name": name, "args": args, "reply": reply}, data)
 
-    pub = FleetPublisher(broker, Topics(cfg["prefix"], cfg["device"]), spool, state=state, stats=lambda: latest["stats"],
+    pub = FleetPublisher(broker, Topics(cfg["prefix"], cfg["device"]), spool, state=state, stats=stats,
                          discovery_prefix=cfg["discovery_prefix"], state_every_s=cfg["state_every_s"],
                          stats_every_s=cfg["stats_every_s"], commands=dict.fromkeys(cfg["commands"], _unused),
                          instance=cfg["instance"], started=cfg["started"], pid=cfg["pid"], forward=forward)

@@ -43,6 +43,8 @@ from edgecls.errors import OutputError
 from edgecls.fleet_protocol import Broker, Topics
 
 from .mqtt_publisher import (
+    BUSY_BATCH,
+    BUSY_TICK_S,
     FLUSH_S,
     IDLE_S,
     STATE_MIN_S,
@@ -246,11 +248,13 @@ class PublisherProcess(CommandRunner):
         last_state = next_refresh = 0.0
         next_stats = time.monotonic() + self.stats_every_s
         held: list[dict[str, Any]] = []  # taken from the deque, not yet written (the child was gone)
+        batch = 0
         while True:
             self._idle = True
             if self._events or self._state_due:
                 self._idle = False
-                self._wake.wait(TICK_S)
+                # a flickering label: longer ticks, bigger batches, fewer writes (the publisher does the same)
+                self._wake.wait(BUSY_TICK_S if batch >= BUSY_BATCH else TICK_S)
             else:
                 self._wake.wait(min(IDLE_S, max(0.0, next_refresh - time.monotonic())))
                 self._idle = False
@@ -259,6 +263,7 @@ class PublisherProcess(CommandRunner):
             try:
                 while self._events:
                     held.append(self._events.popleft())
+                batch = len(held)
                 if held and self._send({"t": "ev", "ev": held}):
                     held = []
                 now = time.monotonic()
