@@ -92,11 +92,6 @@ def main() -> None:
     logger.addHandler(_PipeHandler(send))
     logger.setLevel(int(cfg["log_level"]))
     logger.propagate = False
-    try:
-        spool = Spool(Path(cfg["spool"]))
-    except EdgeclsError as err:
-        send({"t": "fatal", "m": str(err)})
-        return
     b = cfg["broker"]
     broker = Broker(**{**b, **{k: Path(b[k]) if b.get(k) else None for k in ("ca", "cert", "key")}})
     latest: dict[str, Any] = {"state": cfg["state"], "stats": cfg["stats"]}
@@ -117,6 +112,10 @@ def main() -> None:
         return {**latest["stats"], "publisher_cpu_percent": round(100.0 * (cpu - c0) / (now - t0), 1) if now > t0 else None}
 
     def forward(name: str, payload: bytes) -> None:
+        """paho's thread: parse on a thread of its own (a 64 MB package's sha256 takes a while)."""
+        threading.Thread(target=command, args=(name, payload), daemon=True, name=f"mqtt-cmd-{name[:20]}").start()
+
+    def command(name: str, payload: bytes) -> None:
         args, reply = pub.parse(name, payload)  # hostile input is checked here, bounded
         if args is None:
             pub.publish(pub.topics.result, dumps(reply))
@@ -124,10 +123,19 @@ def main() -> None:
         data = args.pop("data", None)
         send({"t": "cmd", "name": name, "args": args, "reply": reply}, data)
 
-    pub = FleetPublisher(broker, Topics(cfg["prefix"], cfg["device"]), spool, state=state, stats=stats,
-                         discovery_prefix=cfg["discovery_prefix"], state_every_s=cfg["state_every_s"],
-                         stats_every_s=cfg["stats_every_s"], commands=dict.fromkeys(cfg["commands"], _unused),
-                         instance=cfg["instance"], started=cfg["started"], pid=cfg["pid"], forward=forward)
+    try:  # what can be wrong here (the spool, TLS files) is the parent's one-line error
+        spool = Spool(Path(cfg["spool"]))
+        try:
+            pub = FleetPublisher(broker, Topics(cfg["prefix"], cfg["device"]), spool, state=state, stats=stats,
+                                 discovery_prefix=cfg["discovery_prefix"], state_every_s=cfg["state_every_s"],
+                                 stats_every_s=cfg["stats_every_s"], commands=dict.fromkeys(cfg["commands"], _unused),
+                                 instance=cfg["instance"], started=cfg["started"], pid=cfg["pid"], forward=forward)
+        except BaseException:
+            spool.close()
+            raise
+    except EdgeclsError as err:
+        send({"t": "fatal", "m": str(err), "kind": type(err).__name__})
+        return
     holder.append(pub)
     send({"t": "opened"})
     pub.start()

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import IO, Any
 
-from edgecls.errors import OutputError
+from edgecls.errors import EdgeclsError, OutputError
 from edgecls.fleet_protocol import Broker, Topics
 
 from .mqtt_publisher import (
@@ -127,6 +127,7 @@ class PublisherProcess(CommandRunner):
         self._stop = threading.Event()
         self._opened = threading.Event()
         self._fatal: str | None = None
+        self._fatal_kind = "OutputError"
         self._closing = False
         self._write_lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -152,8 +153,13 @@ class PublisherProcess(CommandRunner):
         """Start the child and wait until it has opened the spool (its errors are ours)."""
         self._spawn()
         if not self._opened.wait(OPEN_WAIT_S) or self._fatal:
+            self._closing = True
             self._kill()
-            raise OutputError(self._fatal or f"the MQTT publisher process did not start within {OPEN_WAIT_S:.0f} s")
+            import edgecls.errors
+
+            kind = getattr(edgecls.errors, self._fatal_kind, None)
+            error = kind if isinstance(kind, type) and issubclass(kind, EdgeclsError) else OutputError
+            raise error(self._fatal or f"the MQTT publisher process did not start within {OPEN_WAIT_S:.0f} s")
         self._feeder.start()
 
     def wait_ready(self, timeout: float) -> bool:
@@ -199,10 +205,13 @@ class PublisherProcess(CommandRunner):
             elif kind == "opened":
                 self._opened.set()
             elif kind == "fatal":
-                self._fatal = str(header["m"])
+                self._fatal, self._fatal_kind = str(header["m"]), str(header.get("kind"))
                 self._opened.set()
         code = proc.wait()
-        if not self._closing and self._fatal is None:
+        if not self._opened.is_set():  # it never got as far as its spool: no restarts, start() says so
+            self._fatal = f"the MQTT publisher process ended at its start (exit code {code}; see the lines above)"
+            self._opened.set()
+        elif not self._closing and self._fatal is None:
             self._restart(code)
 
     def _restart(self, code: int) -> None:
