@@ -63,6 +63,8 @@ REFRESH_S = 1.0
 OPEN_WAIT_S = 20.0
 #: A child that dies is started again, at most this often.
 RESTART_EVERY_S = 5.0
+#: Events kept here while there is no publisher process (it is being restarted).
+MAX_HELD = 10_000
 
 
 def write_msg(out: IO[bytes], header: dict[str, Any], data: bytes | None = None) -> None:
@@ -117,6 +119,7 @@ class PublisherProcess(CommandRunner):
                         "log_level": log.getEffectiveLevel(), "deathsig": threading.current_thread() is threading.main_thread()}
         self.last_seq: int | None = None
         self.delivered = 0
+        self.lost = 0  # events dropped here while the publisher process was gone
         self.connected = False
         self.ready = False
         self.spool_path = spool_path
@@ -129,6 +132,7 @@ class PublisherProcess(CommandRunner):
         self._fatal: str | None = None
         self._fatal_kind = "OutputError"
         self._closing = False
+        self._started = False
         self._write_lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -160,6 +164,7 @@ class PublisherProcess(CommandRunner):
             kind = getattr(edgecls.errors, self._fatal_kind, None)
             error = kind if isinstance(kind, type) and issubclass(kind, EdgeclsError) else OutputError
             raise error(self._fatal or f"the MQTT publisher process did not start within {OPEN_WAIT_S:.0f} s")
+        self._started = True
         self._feeder.start()
 
     def wait_ready(self, timeout: float) -> bool:
@@ -182,6 +187,7 @@ class PublisherProcess(CommandRunner):
 
     def _read(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
+        opened = False
         while True:
             try:
                 msg = read_msg(proc.stdout)
@@ -203,25 +209,30 @@ class PublisherProcess(CommandRunner):
                 threading.Thread(target=self.dispatch, args=(header["name"], args, header["reply"]), daemon=True,
                                  name=f"mqtt-cmd-{str(header['name'])[:20]}").start()
             elif kind == "opened":
+                opened = True
                 self._opened.set()
             elif kind == "fatal":
                 self._fatal, self._fatal_kind = str(header["m"]), str(header.get("kind"))
-                self._opened.set()
         code = proc.wait()
-        if not self._opened.is_set():  # it never got as far as its spool: no restarts, start() says so
-            self._fatal = f"the MQTT publisher process ended at its start (exit code {code}; see the lines above)"
+        if self._closing:
+            return
+        if not opened:  # it never got as far as its spool: start() says so, or a restart gives up
+            self._fatal = self._fatal or f"the MQTT publisher process ended at its start (exit code {code}; see the lines above)"
             self._opened.set()
-        elif not self._closing and self._fatal is None:
-            self._restart(code)
-
-    def _restart(self, code: int) -> None:
+            if self._started:
+                log.warning("MQTT publisher process cannot start again: %s; nothing is published from now on "
+                            "(classification goes on)", self._fatal)
+            return
         log.warning("MQTT publisher process ended (exit code %s); starting it again (events wait in this process)", code)
         self.connected = self.ready = False
-        time.sleep(RESTART_EVERY_S)
-        if not self._closing:
-            self._spawn()
-            self._state_due = True
-            self._nudge()
+        while not self._closing:
+            time.sleep(RESTART_EVERY_S)
+            try:
+                if not self._closing:
+                    self._spawn()
+                return
+            except OSError as err:
+                log.warning("MQTT publisher process cannot be started (%s); trying again", err)
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -273,6 +284,12 @@ class PublisherProcess(CommandRunner):
                 while self._events:
                     held.append(self._events.popleft())
                 batch = len(held)
+                if len(held) > MAX_HELD:  # the child is gone for long: keep the newest, count the rest
+                    if not self.lost:
+                        log.warning("MQTT: no publisher process and %d events waiting: dropping the oldest from now on "
+                                    "(they never get a seq)", MAX_HELD)
+                    self.lost += len(held) - MAX_HELD
+                    del held[:len(held) - MAX_HELD]
                 if held and self._send({"t": "ev", "ev": held}):
                     held = []
                 now = time.monotonic()
