@@ -79,6 +79,11 @@ def test_killed_run_takes_its_publisher_along_and_the_will_says_offline(model: P
         claim = listener.wait(lambda m: m[2])[0][1]
         listener.close()
         assert json.loads(claim)["pid"] == dev.pid  # the claim names the run, not its helper
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "publisher_cpu_percent" not in (host.devices["cam"].stats or {}):
+            time.sleep(0.1)
+        stats = host.devices["cam"].stats or {}
+        assert isinstance(stats.get("publisher_cpu_percent"), float) and "cpu_percent" in stats, stats  # both processes
         time.sleep(2.0)  # some events out
         dev.send_signal(signal.SIGKILL)
         dev.communicate(timeout=30)
