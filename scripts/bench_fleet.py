@@ -423,9 +423,13 @@ def main() -> None:
                          f"{fps / wo:.3f}x | {cpu:.2f} | {extra} | {whole[arm]:.2f} |")
         ratio = med["with"][0] / wo
         paired = statistics.median(w[0] / o[0] for w, o in zip(c["with"], c["without"], strict=True))
+        before = ""
+        if "baseline" in c:
+            pb = statistics.median(b[0] / o[0] for b, o in zip(c["baseline"], c["without"], strict=True))
+            before = f" Before (the baseline tree): {med['baseline'][0] / wo:.2f}x, round by round {pb:.2f}x."
         return [*lines, "", f"Ratio with `--mqtt`: **{ratio:.2f}x** frames/s, the ratio of the medians (goal >= {COST_GOAL}x: "
                 f"{'met' if ratio >= COST_GOAL else 'NOT met'}); the median of each round's own ratio (the two runs "
-                f"next to each other in time): {paired:.2f}x.", ""]
+                f"next to each other in time): {paired:.2f}x.{before}", ""]
 
     def per_event_lines(pe: dict) -> list[str]:
         names = {"with": "this tree", "baseline": "before (baseline tree)"}
