@@ -12,6 +12,7 @@ spooled, then the process exits without a disconnect, so the broker sends the la
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -33,6 +34,9 @@ log = logging.getLogger("edgecls.device")
 STATUS_EVERY_S = 0.1
 #: After the parent is gone and stdin has not ended: exit anyway after this long.
 ORPHAN_EXIT_S = 2.0
+#: This process yields the CPU to the frame loop when both want it (a flickering label costs
+#: paho ~150 us an event): on a busy CPU the events wait in the pipe and the spool, not the frames.
+NICE = 5
 
 
 class _PipeHandler(logging.Handler):
@@ -71,6 +75,8 @@ def main() -> None:
     out: IO[bytes] = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print must not corrupt the pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this process ends
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
     lock = threading.Lock()
 
     def send(header: dict[str, Any], data: bytes | None = None) -> None:
