@@ -1,8 +1,10 @@
 """What a device does when the host writes to ``PREFIX/DEVICE/cmd/NAME``.
 
-:data:`COMMANDS` is the registry: name -> handler(publisher, args) -> result dict. The
-publisher runs each command on a thread of its own (classification goes on), one of a kind at
-a time, and publishes ``{"id", "command", "ok", "result" | "error"}`` on ``cmd/result``. An
+:data:`COMMANDS` is the registry: name -> handler(publisher, args) -> result dict. In
+``edgecls run`` the payload is parsed and checked in the publisher process and the handler
+runs in the run's own process (it needs the latest frame and the model slot), on a thread of
+its own (classification goes on), one of a kind at a time (``CommandRunner`` in
+device/mqtt_publisher.py); ``{"id", "command", "ok", "result" | "error"}`` goes out on ``cmd/result``. An
 unknown name, a bad payload or a handler that raises becomes an error reply, never a crash.
 To add a command (cmd/update, cmd/rollback): one function and one line in :data:`COMMANDS`.
 """

@@ -1,449 +1,49 @@
 """``edgecls run --mqtt URL``: results, health and commands over MQTT (topics: edgecls/fleet_protocol.py).
 
     MqttSink (loop thread: compares the label, keeps references; never touches the network)
-    └── FleetPublisher (one thread owns the paho client and the spool)
-        ├── Spool          every event lands on disk with its seq before it is sent
-        ├── paho thread    reconnects with backoff by itself; PUBACKs come back as acks
-        └── commands       one short-lived thread per command (device/commands.py registry)
-
-Delivered means acknowledged: an event leaves the spool only when the broker's PUBACK for it
-arrives. Events are handed to paho in seq order, at most ``WINDOW`` unacknowledged at a time;
-paho resends the unacknowledged ones itself after a reconnect (with the DUP flag), so a broker
-that dies and comes back costs nothing while the spool has room. A broker killed outright
-may have acknowledged events it neither passed on nor saved: after every outage the events
-acknowledged in the ``REPLAY_S`` before it are sent once more. The host may see an event
-twice (QoS 1 is at least once; replays) and drops repeats by seq.
+    └── PublisherProcess (device/mqtt_process.py: a feeder thread writes batches to a pipe)
+        └── publisher process (device/mqtt_child.py)
+            └── FleetPublisher (device/mqtt_publisher.py: paho client, spool, acks, commands parsed)
 
 The frame loop only appends the event to a deque (no lock, no wake-up, no JSON): a dead network
-never slows a frame, and a label that changes on every other frame costs the loop a few
-microseconds each (scripts/bench_fleet.py measures it). The publisher takes everything queued on a ``TICK_S`` timer, encodes it, stores
-the batch in one spool transaction, hands it to paho and deletes the acknowledged ones in one
-more: its cost is per tick, not per event. Idle, it sleeps ``IDLE_S``; the first event after
-that wakes it (one ``Event.set`` per burst, not per event).
+never slows a frame. The paho client, the spool and their threads run in a process of their
+own, so their CPU (about 185 us an event, most of it paho's own Python) never holds the GIL
+the loop needs; a label that changes on every other frame costs the loop a few microseconds
+an event (scripts/bench_fleet.py measures it). Command handlers (device/commands.py) run in
+this process: they need the latest frame and the model slot.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgecls import __version__
 from edgecls.fleet_protocol import (
-    FRAMED_COMMANDS,
-    MAX_COMMAND_BYTES,
     Broker,
-    PayloadError,
     Topics,
     check_id,
     check_prefix,
     default_device_id,
-    discovery_configs,
-    dumps,
-    loads,
-    make_client,
     parse_broker,
-    refusal,
-    request_id,
-    unframe_update,
 )
 
+from .mqtt_process import PublisherProcess
+from .mqtt_publisher import START_WAIT_S, FleetPublisher
 from .options import RunOptions
 from .results import Frame, FrameStats, Prediction
 from .sinks import SinkContext
-from .spool import Spool, default_spool_path
+from .spool import default_spool_path
+
+__all__ = ["FleetPublisher", "MqttSink", "check_options", "open_mqtt"]  # FleetPublisher: simulated devices use it in-process
 
 log = logging.getLogger("edgecls.device")
-
-#: Events handed to paho and not yet acknowledged (paho's in-flight limit is set to match):
-#: a tick's batch goes out at once, not 20 per round trip.
-WINDOW = 200
-STATS_EVERY_S = 5.0
-#: How long close() waits for spooled events to be acknowledged before it gives up (they
-#: stay in the spool and go out on the next start).
-FLUSH_S = 5.0
-#: While events are queued or in flight, the publisher works once per tick: a burst of label
-#: changes costs one spool commit, one ack commit and one state message, not one each.
-TICK_S = 0.02
-#: After a batch of at least BUSY_BATCH events (a label flickering on a fast loop) the tick is
-#: longer: bigger batches cost paho fewer wake-ups per event (measured: about 60 us less CPU an
-#: event at 500 events a second), for 30 ms more latency only while that lasts.
-BUSY_TICK_S = 0.05
-BUSY_BATCH = 10
-#: With nothing queued or in flight it sleeps this long (the loop's first event wakes it).
-IDLE_S = 0.25
-#: At start, before capture: how long to wait for the broker's first answer.
-START_WAIT_S = 2.0
-#: After a reconnect, events the broker acknowledged this long before the outage are sent again.
-REPLAY_S = 10.0
-#: At most this often a state message: a burst of label changes ends in one with the latest.
-STATE_MIN_S = 0.2
-#: How long after start a broker that has not answered is reported (once).
-UNREACHABLE_AFTER_S = 3.0
-
-Handler = Callable[["FleetPublisher", dict[str, Any]], dict[str, Any]]
-
-
-class FleetPublisher:
-    """The network side of one device. Usable without a classifier (the fleet benchmark
-    simulates devices with it): feed :meth:`emit`, give ``state``/``stats`` callables."""
-
-    def __init__(self, broker: Broker, topics: Topics, spool: Spool, *, state: Callable[[], dict[str, Any]],
-                 stats: Callable[[], dict[str, Any]], discovery_prefix: str | None = "homeassistant",
-                 state_every_s: float = 30.0, stats_every_s: float = STATS_EVERY_S,
-                 commands: Mapping[str, Handler] | None = None) -> None:
-        self.broker, self.topics, self.spool = broker, topics, spool
-        self._state_fn, self._stats_fn = state, stats
-        self.discovery_prefix = discovery_prefix
-        self.state_every_s, self.stats_every_s = state_every_s, stats_every_s
-        self.commands: dict[str, Handler] = dict(commands or {})
-        self.instance = uuid.uuid4().hex[:16]
-        self.started = time.time()
-        # deque.append and popleft are atomic: the loop and paho's thread hand over without a lock
-        self._events: deque[dict[str, Any]] = deque()
-        self._acks: deque[int] = deque()
-        self._idle = False
-        self._last_batch = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._just_connected = False
-        self._ever_connected = False
-        self._inflight: dict[int, tuple[int, bytes]] = {}  # mid -> (seq, payload)
-        self._recent: deque[tuple[float, int, bytes]] = deque()  # (acked at, seq, payload), last REPLAY_S
-        self._lost_at: float | None = None
-        self.replayed = 0
-        self._sent_upto = -1
-        self._said: set[str] = set()
-        self._busy: set[str] = set()
-        self._busy_lock = threading.Lock()
-        self._own_claim_seen = False
-        self._prev_avail: str | None = None
-        self._prev_claim: dict[str, Any] | None = None
-        self._warned_instances: set[str] = set()
-        self.last_seq: int | None = None
-        self.dropped_now = 0
-        self.delivered = 0
-        self.client = make_client(broker, f"edgecls-{topics.device}-{self.instance[:8]}")
-        self.client.max_inflight_messages_set(WINDOW)
-        self.client.will_set(topics.availability, "offline", qos=1, retain=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_connect_fail = self._on_connect_fail
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
-        self.client.on_message = self._on_message
-        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
-
-    # -- any thread
-
-    def start(self) -> None:
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
-        self.client.loop_start()
-        self._thread.start()
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Until connected and the first publications are out, at most ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._ever_connected and not self._just_connected:
-                return True
-            time.sleep(0.02)
-        return False
-
-    def emit(self, event: dict[str, Any]) -> None:
-        """Loop thread: queue one event (seq is assigned when it is spooled). An append; the
-        publisher is woken only when it sleeps idle (see ``_sleep``)."""
-        self._events.append(event)
-        self._nudge()
-
-    def _nudge(self) -> None:
-        """Wake the publisher if it sleeps idle; while it ticks, its next tick sees the work."""
-        if self._idle:
-            self._idle = False
-            self._wake.set()
-
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=qos, retain=retain)
-
-    def say_once(self, key: str, message: str, level: int = logging.WARNING) -> None:
-        if key not in self._said:
-            self._said.add(key)
-            log.log(level, "%s", message)
-
-    # -- paho's thread (keep these short: paho holds its own locks while calling them)
-
-    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            self.say_once(f"refused:{reason}", refusal(self.broker, reason) +
-                          "; classifying and spooling events, retrying with backoff")
-            self._said.add("unreachable")  # it answered: "cannot be reached" would be wrong
-            return
-        t = self.topics
-        client.subscribe([(t.availability, 1), (t.claim, 1), (t.cmd("+"), 1)])
-        claim = {"instance": self.instance, "host": os.uname().nodename, "pid": os.getpid(), "started": round(self.started, 3)}
-        client.publish(t.claim, dumps(claim), qos=1, retain=True)
-        client.publish(t.availability, "online", qos=1, retain=True)
-        if self.discovery_prefix:
-            for topic, config in discovery_configs(t.prefix, t.device, self.discovery_prefix, __version__).items():
-                client.publish(topic, json.dumps(config, separators=(",", ":")), qos=1, retain=True)
-        self._just_connected = True
-        self._connected.set()
-        self._wake.set()
-
-    def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
-        self.say_once("unreachable", f"MQTT broker {self.broker.where} cannot be reached; classifying and spooling "
-                                     "events until it answers (retrying with backoff)")
-
-    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if self._connected.is_set():
-            self._lost_at = time.monotonic()
-        if self._connected.is_set() and not self._stop.is_set():
-            log.warning("MQTT broker %s lost (%s); spooling events until it is back", self.broker.where, reason)
-        self._connected.clear()
-
-    def _on_publish(self, _client: Any, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
-        self._acks.append(mid)  # taken on the publisher's next tick (it ticks while events are in flight)
-
-    def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
-        t = self.topics
-        if msg.topic == t.claim:
-            self._on_claim(msg.payload)
-        elif msg.topic == t.availability:
-            if not self._own_claim_seen:
-                self._prev_avail = msg.payload.decode("utf-8", "replace")
-        elif msg.topic.startswith(t.cmd("")) and msg.topic != t.result:
-            name = msg.topic[len(t.cmd("")):]
-            threading.Thread(target=self._command, args=(name, bytes(msg.payload)), daemon=True,
-                             name=f"mqtt-cmd-{name[:20]}").start()
-
-    def _on_claim(self, payload: bytes) -> None:
-        try:
-            claim = loads(payload, MAX_COMMAND_BYTES)
-        except PayloadError:
-            return
-        other = claim.get("instance")
-        if other == self.instance:
-            # Our own claim came back: what arrived before it was retained from before we
-            # connected (the broker sends retained claim and availability in either order).
-            self._own_claim_seen = True
-            prev, self._prev_claim = self._prev_claim, None
-            if prev is not None and self._prev_avail == "online":
-                self._warned_instances.add(str(prev.get("instance")))
-                log.warning("device id %r is already online (%s): two devices with one id mix their results; "
-                            "give each its own --device-id (an old run of this one goes offline within a minute)",
-                            self.topics.device, _who(prev))
-            return
-        if not isinstance(other, str) or other in self._warned_instances:
-            return
-        if not self._own_claim_seen:
-            self._prev_claim = claim
-            return
-        self._warned_instances.add(other)
-        log.warning("device id %r is now also used by another process (%s): their results mix; "
-                    "give each device its own --device-id", self.topics.device, _who(claim))
-
-    # -- commands (a thread each; one of a kind at a time)
-
-    def _command(self, name: str, payload: bytes) -> None:
-        reply: dict[str, Any] = {"command": name[:64], "ok": False}
-        try:
-            if name in FRAMED_COMMANDS:  # cmd/update: a header line, then the package's bytes
-                args, data = unframe_update(payload)
-                args["data"] = data
-            else:
-                args = loads(payload, MAX_COMMAND_BYTES)
-            reply["id"] = request_id(args)
-        except PayloadError as err:
-            reply["error"] = f"bad payload: {err}"
-            if name in FRAMED_COMMANDS:  # name the request the host is waiting on, if it can be read
-                with contextlib.suppress(PayloadError):
-                    reply["id"] = request_id(loads(payload[:MAX_COMMAND_BYTES + 1].partition(b"\n")[0], MAX_COMMAND_BYTES))
-            self.publish(self.topics.result, dumps(reply))
-            return
-        handler = self.commands.get(name)
-        if handler is None:
-            reply["error"] = f"unknown command {name[:64]!r}; known: {', '.join(sorted(self.commands))}"
-            self.publish(self.topics.result, dumps(reply))
-            return
-        with self._busy_lock:
-            if name in self._busy:
-                reply["error"] = f"{name} is already running"
-                self.publish(self.topics.result, dumps(reply))
-                return
-            self._busy.add(name)
-        try:
-            reply.update(ok=True, result=handler(self, args))
-        except Exception as err:  # a command must never take the device down
-            from edgecls.errors import EdgeclsError
-
-            reply.update(ok=False, error=str(err) if isinstance(err, EdgeclsError) else f"{type(err).__name__}: {err}")
-            if not isinstance(err, EdgeclsError):
-                log.exception("MQTT command %s failed", name)
-        finally:
-            with self._busy_lock:
-                self._busy.discard(name)
-        self.publish(self.topics.result, dumps(reply))
-
-    # -- the publisher thread
-
-    def _spool_events(self) -> None:
-        makers: list[Callable[[int], bytes]] = []
-        while self._events:
-            event = self._events.popleft()
-            makers.append(lambda seq, e=event: dumps({"seq": seq, "instance": self.instance, **e}))  # type: ignore[misc]
-        self._last_batch = len(makers)
-        if makers:
-            seq, dropped = self.spool.append_many(makers)
-            self.last_seq = seq
-            if dropped:
-                self.dropped_now += dropped
-                log.warning("MQTT spool %s full: dropped the %d oldest event(s) (%d this run); the host sees the gap in seq",
-                            self.spool.path, dropped, self.dropped_now)
-
-    def _take_acks(self) -> None:
-        done: list[int] = []
-        while self._acks:
-            sent = self._inflight.pop(self._acks.popleft(), None)
-            if sent is not None:
-                done.append(sent[0])
-                self._recent.append((time.monotonic(), *sent))
-        horizon = time.monotonic() - REPLAY_S
-        while self._recent and self._recent[0][0] < horizon:
-            self._recent.popleft()
-        if done:
-            self.spool.ack(done)
-            self.delivered += len(done)
-
-    def _send_pending(self) -> None:
-        room = WINDOW - len(self._inflight)
-        if room <= 0 or not self._connected.is_set():
-            return
-        if self.last_seq is not None and self._sent_upto >= self.last_seq:
-            return  # everything this run spooled is out (and seqs only grow): no query a tick
-        for seq, payload in self.spool.pending(self._sent_upto, room):
-            info = self.client.publish(self.topics.events, payload, qos=1)
-            self._inflight[info.mid] = (seq, payload)
-            self._sent_upto = seq
-
-    def _replay(self) -> None:
-        """After an outage: send again what the broker acknowledged in the REPLAY_S before it.
-        A broker that was killed may have acknowledged events it had neither passed on nor
-        saved (TOOLCHAIN.md); the host drops the repeats by seq."""
-        if self._lost_at is None:
-            return
-        since, self._lost_at = self._lost_at - REPLAY_S, None
-        again = [(seq, payload) for acked, seq, payload in self._recent if acked >= since]
-        for _seq, payload in again:
-            self.client.publish(self.topics.events, payload, qos=1)
-        self.replayed += len(again)
-        if again:
-            log.info("MQTT: sent the %d event(s) acknowledged in the %.0f s before the outage again "
-                     "(a killed broker may have lost them; the host drops repeats by seq)", len(again), REPLAY_S)
-
-    def _publish_state(self) -> None:
-        self.publish(self.topics.state, dumps(self._state_fn()), retain=True)
-
-    def _publish_stats(self) -> None:
-        s = self.spool.stats()
-        stats = {**self._stats_fn(), "spool_pending": s.pending, "spool_bytes": s.bytes, "spool_dropped": s.dropped,
-                 "next_seq": s.next_seq, "delivered": self.delivered, "replayed": self.replayed, "connected": self._connected.is_set()}
-        self.publish(self.topics.stats, dumps(stats), retain=True)
-
-    def state_changed(self) -> None:
-        """Publisher thread or loop: publish the state soon (on a label change), on the next tick."""
-        self._state_due = True
-        self._nudge()
-
-    def _sleep(self) -> None:
-        """Until the next tick, or longer when there is nothing to do. ``_idle`` is raised
-        before the queues are looked at: an event appended after the look sees it and wakes
-        this thread; one appended before is seen here."""
-        self._idle = True
-        if self._events or self._acks or (self._connected.is_set() and (self._inflight or self._state_due)):
-            self._idle = False
-            self._wake.wait(BUSY_TICK_S if self._last_batch >= BUSY_BATCH else TICK_S)
-        else:
-            self._wake.wait(IDLE_S)
-            self._idle = False
-
-    _state_due = False
-
-    def _run(self) -> None:
-        next_state = next_stats = last_state = 0.0
-        deadline = time.monotonic() + UNREACHABLE_AFTER_S
-        while True:
-            self._sleep()
-            self._wake.clear()
-            stopping = self._stop.is_set()
-            try:
-                self._spool_events()
-                self._take_acks()
-                if self._just_connected:
-                    self._just_connected = False
-                    pending = self.spool.stats().pending
-                    log.info("MQTT %s %s as %s%s", "reconnected to" if self._ever_connected else "connected to",
-                             self.broker.where, self.topics.device, f"; delivering {pending} spooled events" if pending else "")
-                    self._ever_connected = True
-                    next_state = next_stats = 0.0
-                    self._replay()
-                self._send_pending()
-                now = time.monotonic()
-                if self._connected.is_set():
-                    if (self._state_due and now >= last_state + STATE_MIN_S) or now >= next_state:
-                        self._state_due = False
-                        last_state, next_state = now, now + self.state_every_s
-                        self._publish_state()
-                    if now >= next_stats:
-                        next_stats = now + self.stats_every_s
-                        self._publish_stats()
-                elif not self._ever_connected and now > deadline:
-                    self.say_once("unreachable", f"MQTT broker {self.broker.where} has not answered; classifying and "
-                                                 "spooling events until it does (retrying with backoff)")
-            except Exception:  # the publisher must outlive any one failure (a full disk, say)
-                log.exception("MQTT publisher error; retrying")
-                time.sleep(1.0)
-            if stopping:
-                return
-
-    def close(self, flush_s: float = FLUSH_S) -> None:
-        """Spool what is queued, wait up to ``flush_s`` for acknowledgements, say offline, disconnect."""
-        deadline = time.monotonic() + flush_s
-        # Also while disconnected: a broker that is back within flush_s still gets everything.
-        while time.monotonic() < deadline:
-            self._wake.set()
-            if not self._events and self.spool.stats().pending == 0:
-                break
-            time.sleep(0.05)
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(5.0)
-        self._spool_events()  # anything that came in after the thread's last pass
-        left = self.spool.stats().pending
-        if left:
-            log.info("MQTT: %d event(s) not yet acknowledged stay in %s and go out on the next start", left, self.spool.path)
-        if self._connected.is_set():
-            self._publish_stats()
-            info = self.client.publish(self.topics.availability, "offline", qos=1, retain=True)
-            info.wait_for_publish(1.0)
-        self.client.disconnect()
-        self.client.loop_stop()
-        self.spool.close()
-
-
-def _who(claim: dict[str, Any]) -> str:
-    return f"host {claim.get('host')!s:.64} pid {claim.get('pid')!s:.16}"
-
-
 def _percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
@@ -460,7 +60,7 @@ class MqttSink:
     """The loop's side: an event per label change, the latest result kept for state, stats
     and cmd/snapshot. Costs a comparison and a few assignments per frame."""
 
-    def __init__(self, options: RunOptions, ctx: SinkContext, broker: Broker, topics: Topics, spool: Spool) -> None:
+    def __init__(self, options: RunOptions, ctx: SinkContext, broker: Broker, topics: Topics, spool: Path) -> None:
         from .commands import COMMANDS
 
         self.options, self.ctx = options, ctx
@@ -471,13 +71,13 @@ class MqttSink:
         self._latencies: deque[float] = deque(maxlen=300)
         self._cpu = (time.monotonic(), time.process_time())
         self._sha: dict[str, str] = {}
-        # Everything slow to compute or import is done here, before capture starts, so the
-        # publisher thread never holds the GIL long while frames are classified.
+        # Everything slow to compute or import is done here, before capture starts (the
+        # publisher process too), so startup costs the frame loop nothing.
         from .serve import backend_name
 
         self._backend = backend_name(options)
         self.model()
-        self.publisher = FleetPublisher(broker, topics, spool, state=self.state, stats=self.stats,
+        self.publisher = PublisherProcess(broker, topics, spool, state=self.state, stats=self.stats,
                                         discovery_prefix=options.ha_discovery_prefix or None,
                                         state_every_s=options.mqtt_state_every_s, commands=COMMANDS)
         self.publisher.sink = self  # type: ignore[attr-defined]  # commands reach the run through it
@@ -568,12 +168,8 @@ def check_options(options: RunOptions) -> tuple[Broker, str, str]:
 def open_mqtt(options: RunOptions, ctx: SinkContext) -> MqttSink:
     """Everything that can be wrong (URL, TLS files, ids, spool) fails here, before capture."""
     broker, device, prefix = check_options(options)
-    spool = Spool(options.mqtt_spool or default_spool_path(device))
-    try:
-        sink = MqttSink(options, ctx, broker, Topics(prefix, device), spool)
-    except BaseException:
-        spool.close()
-        raise
+    spool = Path(options.mqtt_spool or default_spool_path(device))
+    sink = MqttSink(options, ctx, broker, Topics(prefix, device), spool)  # the spool opens in the publisher process
     log.info("MQTT: publishing as %s/%s to %s%s (spool %s)", prefix, device, broker.where,
-             f" as user {broker.username!r}" if broker.username else "", spool.path)
+             f" as user {broker.username!r}" if broker.username else "", spool)
     return sink

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark ``edgecls run --mqtt`` and ``edgecls fleet`` against issue 13; print a markdown section.
 
-    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] > section.md
+    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only cost] > section.md
+
+``--only cost`` runs part 3 alone (a few minutes instead of the whole section).
 
 1. No loss: 8 ``edgecls run --realtime --mqtt`` processes on one 64 s recording, one
    Mosquitto (persistence on), SIGKILLed and restarted 3 times during the run. A collector
@@ -17,9 +19,11 @@
    With ``EDGECLS_BENCH_BASELINE=DIR`` (an older tree's import path, e.g. a ``git archive``
    with ``device/`` copied to ``edgecls/device``) a third arm runs ``--mqtt`` from that tree,
    in the same rounds.
-   Per-event CPU: ``FleetPublisher`` alone against the broker, 3000 events at 500 a second;
-   CPU of the emitting thread and of every other thread (publisher, paho) per event; also
-   for the baseline tree when given.
+   Per-event CPU: the publisher path alone against the broker, 3000 events at 500 a second
+   (this tree: ``PublisherProcess``, paho and the spool in a child process; a baseline tree
+   without it: ``FleetPublisher`` on threads); CPU per event of the emitting thread (the
+   loop's share), of the other threads of its process (they take the loop's GIL) and of
+   the publisher process.
 4. Scale: 50 simulated devices (the device-side ``FleetPublisher``, no classifier) and
    ``edgecls fleet status --json`` as a user runs it (a new process). Goal: within 2 s.
 
@@ -35,6 +39,7 @@ import json
 import os
 import platform
 import re
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -56,6 +61,7 @@ SHAPES = ["circle", "cross", "triangle", "square", "star", "ring"]
 COST_GOAL = 0.95
 BASELINE = os.environ.get("EDGECLS_BENCH_BASELINE")
 STATUS_GOAL_S = 2.0
+LOADS: list[float] = []  # the 1-minute load average at the start of each cost run
 
 
 def say(message: str) -> None:
@@ -149,16 +155,21 @@ def rotated(arms: list[str], r: int) -> list[str]:
     return arms[r % len(arms):] + arms[:r % len(arms)]
 
 
-def run_fps(cmd: list[str], baseline: bool = False) -> tuple[float, float]:
-    """frames/s and CPU ms a frame (all threads, loop only) from the run's closing line."""
+def run_fps(cmd: list[str], baseline: bool = False) -> tuple[float, float, float]:
+    """frames/s and CPU ms a frame (the loop's process, all its threads, during the loop) from
+    the run's closing line; and CPU seconds of the whole run, every process (the publisher
+    process too; start-up and model loading included)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     if baseline:
         env["PYTHONPATH"] = str(BASELINE)
+    LOADS.append(os.getloadavg()[0])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     m = re.search(r"\(([\d.]+) fps, ([\d.]+) ms CPU a frame", proc.stderr)
     if proc.returncode != 0 or m is None:
         raise RuntimeError(proc.stderr[-2000:])
-    return float(m.group(1)), float(m.group(2))
+    return float(m.group(1)), float(m.group(2)), after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
@@ -175,37 +186,59 @@ def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
                 (work / f"{name}.sqlite").unlink(missing_ok=True)
                 (work / f"{name}.jsonl").unlink(missing_ok=True)
                 url = broker.url if arm != "without" else None
-                fps, cpu = run_fps(device_cmd(model, video, url, name, work), baseline=arm == "baseline")
-                out[arm].append((fps, cpu))
+                fps, cpu, total = run_fps(device_cmd(model, video, url, name, work), baseline=arm == "baseline")
+                out[arm].append((fps, cpu, total))
                 if arm == "with":
                     events = len(label_changes(work / f"{name}.jsonl"))
-                say(f"cost {video.stem} round {r}: {arm} {fps:.0f} fps, {cpu:.2f} ms CPU a frame")
+                say(f"cost {video.stem} round {r}: {arm} {fps:.0f} fps, {cpu:.2f} ms CPU a frame, {total:.1f} s CPU all processes")
     finally:
         broker.stop()
     return {**out, "events": events}
 
 
+def _proc_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of a live process, from /proc (0 without one)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def per_event_worker(n: int, rate: float) -> None:
-    """In its own process (so a baseline tree can be imported): ``FleetPublisher`` against a
-    broker, ``n`` events at ``rate`` a second; prints the CPU per event as JSON."""
-    from edgecls.device.mqtt import FleetPublisher
+    """In its own process (so a baseline tree can be imported): the publisher path of
+    ``edgecls run --mqtt`` against a broker, ``n`` events at ``rate`` a second; prints the CPU
+    per event as JSON: the emitting thread (the frame loop's share), the other threads of its
+    process, and the publisher process. This tree: ``PublisherProcess`` (paho and the spool in
+    a child process); a tree without it (the baseline): ``FleetPublisher`` on threads."""
+    import edgecls.device.mqtt as sink_module
     from edgecls.device.spool import Spool
     from edgecls.fleet_protocol import Topics, parse_broker
+
+    # a baseline tree's mqtt.py has none (an editable install may still serve this tree's module)
+    PublisherProcess = getattr(sink_module, "PublisherProcess", None)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         broker = Mosquitto(work / "b").start()
         try:
-            pub = FleetPublisher(parse_broker(broker.url), Topics("edgecls", "cpu"), Spool(work / "s.sqlite"),
-                                 state=lambda: {"label": "a"}, stats=lambda: {"fps": 1.0}, state_every_s=30.0)
+            pub: Any
+            if PublisherProcess is not None:
+                pub = PublisherProcess(parse_broker(broker.url), Topics("edgecls", "cpu"), work / "s.sqlite",
+                                       state=lambda: {"label": "a"}, stats=lambda: {"fps": 1.0}, state_every_s=30.0)
+            else:
+                from edgecls.device.mqtt import FleetPublisher
+
+                pub = FleetPublisher(parse_broker(broker.url), Topics("edgecls", "cpu"), Spool(work / "s.sqlite"),
+                                     state=lambda: {"label": "a"}, stats=lambda: {"fps": 1.0}, state_every_s=30.0)
             pub.start()
             pub.wait_ready(10)
             time.sleep(0.5)
+            child = pub._proc.pid if PublisherProcess is not None else None
             now = time.time()
             events = [{"ts": round(now, 6), "emitted": round(now, 6), "frame": i, "label": "ab"[i % 2], "score": 0.91,
                        "previous": "ba"[i % 2]} for i in range(n)]
             emit = 0.0
-            cpu0, own0, t0 = time.process_time(), time.thread_time(), time.monotonic()
+            cpu0, own0, child0, t0 = time.process_time(), time.thread_time(), _proc_cpu(child), time.monotonic()
             for i in range(0, n, 10):  # 10 label changes back to back, then a pause: paced by sleeping
                 c = time.thread_time()
                 for event in events[i:i + 10]:
@@ -216,11 +249,13 @@ def per_event_worker(n: int, rate: float) -> None:
             while pub.delivered < n and time.monotonic() < t0 + n / rate + 60:
                 time.sleep(0.005)
             other = time.process_time() - cpu0 - (time.thread_time() - own0)
+            publisher = _proc_cpu(child) - child0
             delivered = pub.delivered
             pub.close(flush_s=1.0)
         finally:
             broker.stop()
-    print(json.dumps({"emit_us": 1e6 * emit / n, "other_us": 1e6 * other / n, "delivered": delivered, "n": n}))
+    print(json.dumps({"emit_us": 1e6 * emit / n, "other_us": 1e6 * other / n, "child_us": 1e6 * publisher / n,
+                      "delivered": delivered, "n": n}))
 
 
 def paho_floor_worker(n: int, rate: float, batch: int = 25) -> None:
@@ -268,7 +303,9 @@ def per_event(rounds: int, n: int = 3000, rate: float = 500.0) -> dict:
             if res["delivered"] != n:
                 raise RuntimeError(f"per-event worker delivered {res['delivered']} of {n}")
             out[arm].append(res)
-            say(f"per event {arm}: {res['emit_us']:.1f} us emitting, {res['other_us']:.1f} us other threads")
+            res.setdefault("child_us", 0.0)  # an older worker: no publisher process
+            say(f"per event {arm}: {res['emit_us']:.1f} us emitting, {res['other_us']:.1f} us other threads, "
+                f"{res['child_us']:.1f} us publisher process")
     floor = []
     for _ in range(rounds):
         proc = subprocess.run([sys.executable, __file__, "--paho-floor-worker", str(n), str(rate)],
@@ -331,6 +368,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["cost"], help="only the cost part (frames/s with and without --mqtt, per-event CPU)")
     ap.add_argument("--per-event-worker", nargs=2, type=float, metavar=("N", "RATE"), help=argparse.SUPPRESS)
     ap.add_argument("--paho-floor-worker", nargs=2, type=float, metavar=("N", "RATE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -346,9 +384,11 @@ def main() -> None:
         work = Path(tmp)
         model = args.model or make_model(work)
         seconds = 20 if args.quick else 64
-        say(f"writing a {seconds} s recording")
-        video = write_video(work / "rec.avi", camera_like_frames(SHAPES * (seconds // 3), 15, size=(320, 240))[: seconds * 30])
-        nl = no_loss(model, video, work, devices=3 if args.quick else 8, kills=3, seconds=seconds)
+        nl = None
+        if not args.only:
+            say(f"writing a {seconds} s recording")
+            video = write_video(work / "rec.avi", camera_like_frames(SHAPES * (seconds // 3), 15, size=(320, 240))[: seconds * 30])
+            nl = no_loss(model, video, work, devices=3 if args.quick else 8, kills=3, seconds=seconds)
         cost_s = 20 if args.quick else 120
         say(f"writing the cost recordings ({cost_s} s each)")
         from edgecls.demo_data import DemoVideoOptions, generate_video, render
@@ -362,49 +402,75 @@ def main() -> None:
         c = cost(model, camera, work, rounds)
         ch = cost(model, flicker, work, rounds)
         pe = per_event(3)
-        s = scale(work, 50)
-    lat = nl["latencies"]
+        s = None if args.only else scale(work, 50)
+    lat = nl["latencies"] if nl else []
     p = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: float("nan"))
     def cost_lines(c: dict, what: str) -> list[str]:
         med = {arm: (statistics.median(x[0] for x in c[arm]), statistics.median(x[1] for x in c[arm]))
                for arm in ("without", "with", "baseline") if arm in c}
+        whole = {arm: statistics.median(x[2] for x in c[arm]) for arm in med}
         wo, co = med["without"]
         frames = cost_s * 30
         names = {"without": "without `--mqtt`", "with": "with `--mqtt`", "baseline": "with `--mqtt`, before (baseline tree)"}
         lines = [f"{what}: {c['events']} label changes (events) in {frames} frames.", "",
-                 "| run | frames/s (each run) | median frames/s | ratio | median CPU ms a frame | extra CPU a label change |",
-                 "|---|---|---:|---:|---:|---:|"]
+                 "| run | frames/s (each run) | median frames/s | ratio | median CPU ms a frame, loop's process "
+                 "| extra CPU a label change, loop's process | median CPU s a run, every process |",
+                 "|---|---|---:|---:|---:|---:|---:|"]
         for arm, (fps, cpu) in med.items():
             extra = ("" if arm == "without" else "(too few events to tell)" if c["events"] < frames / 20
                      else f"{1e3 * (cpu - co) * frames / c['events']:.0f} us")
             lines.append(f"| {names[arm]} | {', '.join(f'{x[0]:.0f}' for x in c[arm])} | {fps:.0f} | "
-                         f"{fps / wo:.3f}x | {cpu:.2f} | {extra} |")
+                         f"{fps / wo:.3f}x | {cpu:.2f} | {extra} | {whole[arm]:.2f} |")
         ratio = med["with"][0] / wo
         paired = statistics.median(w[0] / o[0] for w, o in zip(c["with"], c["without"], strict=True))
+        before = ""
+        if "baseline" in c:
+            pb = statistics.median(b[0] / o[0] for b, o in zip(c["baseline"], c["without"], strict=True))
+            before = f" Before (the baseline tree): {med['baseline'][0] / wo:.2f}x, round by round {pb:.2f}x."
         return [*lines, "", f"Ratio with `--mqtt`: **{ratio:.2f}x** frames/s, the ratio of the medians (goal >= {COST_GOAL}x: "
                 f"{'met' if ratio >= COST_GOAL else 'NOT met'}); the median of each round's own ratio (the two runs "
-                f"next to each other in time): {paired:.2f}x.", ""]
+                f"next to each other in time): {paired:.2f}x.{before}", ""]
 
     def per_event_lines(pe: dict) -> list[str]:
         names = {"with": "this tree", "baseline": "before (baseline tree)"}
-        lines = [f"**Per-event CPU** of the publisher path alone (`FleetPublisher`, {pe['n']} events at "
-                 f"{pe['rate']:.0f} a second against the same Mosquitto, medians of {len(pe['with'])} processes): the "
-                 "emitting thread (the frame loop's share) and every other thread (publisher and paho).", "",
-                 "| tree | emitting thread, us an event | publisher + paho threads, us an event | total |", "|---|---:|---:|---:|"]
+        lines = [f"**Per-event CPU** of the publisher path alone ({pe['n']} events at {pe['rate']:.0f} a second against "
+                 f"the same Mosquitto, medians of {len(pe['with'])} runs; this tree: `PublisherProcess`, paho and the "
+                 "spool in a process of their own; before: `FleetPublisher` on threads of the loop's process): the "
+                 "emitting thread (the frame loop's share), the other threads of the loop's process (they take its "
+                 "GIL), and the publisher process (its own GIL, on another core when there is one).", "",
+                 "| tree | emitting thread, us an event | other threads of the loop's process | publisher process | total |",
+                 "|---|---:|---:|---:|---:|"]
         for arm in ("with", "baseline"):
             if arm in pe:
                 e, o = statistics.median(x["emit_us"] for x in pe[arm]), statistics.median(x["other_us"] for x in pe[arm])
-                lines.append(f"| {names[arm]} | {e:.1f} | {o:.0f} | {e + o:.0f} |")
+                ch = statistics.median(x["child_us"] for x in pe[arm])
+                lines.append(f"| {names[arm]} | {e:.1f} | {o:.0f} | {ch:.0f} | {e + o + ch:.0f} |")
         floor = statistics.median(pe["paho"])
         return [*lines, "", f"Of that, paho alone (a bare client with its network thread, the same payloads at QoS 1 in "
                 f"batches of 25, every PUBACK awaited, no spool, no JSON) costs {floor:.0f} us a message: "
                 f"{', '.join(f'{x:.0f}' for x in pe['paho'])} us in {len(pe['paho'])} processes.", ""]
 
+    head = ["## Fleet over MQTT (issue 13)", "",
+            f"Debian's Mosquitto on loopback (persistence on, saved every second), {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; 1-minute load average "
+            f"{min(LOADS):.1f} to {max(LOADS):.1f} at the starts of the cost runs. Model: "
+            f"{'the given ' + model.name if args.model else 'a 3-class int8 CNN with random weights'}.", ""]
+    cost_part = [
+            f"**Cost**: `edgecls run --headless --quiet --jsonl` on one file, with `--mqtt` and without, alternated, "
+            f"{len(c['without'])} rounds each (the order rotated), medians; each run starts with an empty JSONL "
+            "and spool. CPU ms a frame: the CPU of the loop's process during the loop (all its threads; the "
+            "publisher process of this tree is not in it) per frame; extra CPU a label change: (CPU a frame with "
+            "- without) x frames / events; CPU s a run: every process of the run, start to end (start-up, model "
+            "loading and the publisher process included). Two recordings of the "
+            f"demo's classes, {cost_s} s of 320x240 each, decoded as fast as they go:", "",
+            *cost_lines(c, "What a camera sees (`edgecls demo-video`: the scene changes every 2 s, moving, sensor noise)"),
+            *cost_lines(ch, "Worst case, a flickering label (each class held for 2 frames: a label change on every other frame)"),
+            *per_event_lines(pe)]
+    if nl is None or s is None:
+        print("\n".join([*head, *cost_part]))
+        return
     lost = sum(r["missing"] for r in nl["rows"])
-    out = ["## Fleet over MQTT (issue 13)", "",
-           f"Debian's Mosquitto on loopback (persistence on, saved every second), {platform.machine()}, "
-           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end. Model: "
-           f"{'the given ' + model.name if args.model else 'a 3-class int8 CNN with random weights'}.", "",
+    out = [*head,
            f"**No loss**: {len(nl['rows'])} devices `edgecls run --realtime --mqtt` on one {seconds} s 320x240 recording, "
            f"the broker SIGKILLed and restarted {nl['outages']} times (down 2 s each). Emitted: label changes in each "
            "device's own JSONL; received: distinct seq at a collector with a persistent session.", "",
@@ -416,14 +482,7 @@ def main() -> None:
     out += ["", f"Lost: **{lost}** (goal 0: {'met' if lost == 0 else 'NOT met'}).", "",
             f"**Latency** emit -> host receive with the broker up ({len(lat)} events, outage windows + 5 s left out): "
             f"p50 {p(0.5):.1f} ms, **p99 {p(0.99):.1f} ms**, max {lat[-1] if lat else float('nan'):.1f} ms.", "",
-            f"**Cost**: `edgecls run --headless --quiet --jsonl` on one file, with `--mqtt` and without, alternated, "
-            f"{len(c['without'])} rounds each (the order rotated), medians; each run starts with an empty JSONL "
-            "and spool. CPU: the process's CPU during the loop (all threads: the publisher and paho too) per frame; "
-            "extra CPU a label change: (CPU a frame with - without) x frames / events. Two recordings of the "
-            f"demo's classes, {cost_s} s of 320x240 each, decoded as fast as they go:", "",
-            *cost_lines(c, "What a camera sees (`edgecls demo-video`: the scene changes every 2 s, moving, sensor noise)"),
-            *cost_lines(ch, "Worst case, a flickering label (each class held for 2 frames: a label change on every other frame)"),
-            *per_event_lines(pe),
+            *cost_part,
             f"**Scale**: {s['devices']} simulated devices (the device-side `FleetPublisher`, no classifier), "
             f"`edgecls fleet status --json` as a new process: {', '.join(f'{t:.2f}' for t in s['seconds'])} s, "
             f"{s['online_rows']} devices online in its answer "
