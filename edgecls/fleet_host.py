@@ -84,11 +84,13 @@ class FleetMonitor:
         self._connected = threading.Event()
         self._refused: str | None = None
         self._events = events
-        self.last_message = time.monotonic()
+        self._subscribed = threading.Event()
+        self.last_retained = time.monotonic()
         client_id = f"edgecls-host-{session}" if session else f"edgecls-host-{uuid.uuid4().hex[:12]}"
         self.client = make_client(broker, client_id, clean_session=session is None)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -102,6 +104,9 @@ class FleetMonitor:
         client.subscribe(subs)
         self._connected.set()
 
+    def _on_subscribe(self, *_args: Any) -> None:
+        self._subscribed.set()
+
     def _view(self, device: str) -> DeviceView:
         view = self.devices.get(device)
         if view is None:
@@ -110,7 +115,8 @@ class FleetMonitor:
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         received = time.time()
-        self.last_message = time.monotonic()
+        if msg.retain:  # sent for our new subscription (MQTT 3.1.1 3.3.1.3), not live traffic
+            self.last_retained = time.monotonic()
         parts = Topics(self.prefix, "").split(msg.topic)
         if parts is None:
             return
@@ -159,11 +165,14 @@ class FleetMonitor:
         return self
 
     def settle(self, quiet_s: float = 0.3, max_s: float = 2.0) -> None:
-        """Wait for the retained messages: until ``quiet_s`` passes with none, at most ``max_s``."""
+        """Wait for the retained messages: from the broker's SUBACK until ``quiet_s`` passes
+        with no retained message, at most ``max_s``. Only retained ones count: a live fleet
+        (50 devices, stats every few seconds) is never quiet, and waiting for silence made
+        every ``fleet status`` take ``max_s``."""
         start = time.monotonic()
-        self.last_message = start
-        time.sleep(min(quiet_s, max_s))
-        while time.monotonic() - start < max_s and time.monotonic() - self.last_message < quiet_s:
+        self._subscribed.wait(max_s)
+        self.last_retained = time.monotonic()
+        while time.monotonic() - start < max_s and time.monotonic() - self.last_retained < quiet_s:
             time.sleep(0.05)
 
     def rows(self) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -488,3 +489,47 @@ def test_fleet_check_exit_codes_with_simulated_devices(broker: Mosquitto, tmp_pa
     finally:
         for pub in pubs:
             pub.close(flush_s=0.5)
+
+
+@needs_mosquitto
+def test_status_settles_on_retained_messages_while_the_fleet_keeps_talking(broker: Mosquitto) -> None:
+    """``settle`` waits for the retained state a new subscription brings, not for silence: a
+    live fleet (here 20 devices' stats every 50 ms) is never silent, and waiting for silence
+    made every ``fleet status`` last its whole ``max_s``."""
+    from edgecls.fleet_host import FleetMonitor
+    from edgecls.fleet_protocol import dumps, make_client
+
+    b = parse_broker(broker.url)
+    talker = make_client(b, "talker")
+    talker.connect(b.host, b.port)
+    talker.loop_start()
+    names = [f"cam{i:02d}" for i in range(20)]
+    for name in names:
+        t = Topics("edgecls", name)
+        talker.publish(t.availability, "online", qos=1, retain=True)
+        talker.publish(t.state, dumps({"label": "a", "seq": 1}), qos=1, retain=True).wait_for_publish(5)
+    stop = threading.Event()
+
+    def chatter() -> None:
+        while not stop.is_set():
+            for name in names:
+                talker.publish(Topics("edgecls", name).stats, dumps({"fps": 30.0}), qos=0)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=chatter, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        mon = FleetMonitor(b, events=False).start()
+        start = time.monotonic()
+        mon.settle(quiet_s=0.3, max_s=20.0)
+        took = time.monotonic() - start
+        rows = mon.rows()
+        mon.close()
+        assert [r["device"] for r in rows if r["online"]] == names
+        assert took < 10.0, f"settle waited {took:.1f} s for a silence that never comes"
+    finally:
+        stop.set()
+        thread.join(5)
+        talker.loop_stop()
+        talker.disconnect()
