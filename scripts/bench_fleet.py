@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark ``edgecls run --mqtt`` and ``edgecls fleet`` against issue 13; print a markdown section.
 
-    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only cost] > section.md
+    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only cost|scale] > section.md
 
-``--only cost`` runs part 3 alone (a few minutes instead of the whole section).
+``--only cost`` runs part 3 alone (a few minutes instead of the whole section); ``--only scale``
+the scale part alone (under a minute).
 
 1. No loss: 8 ``edgecls run --realtime --mqtt`` processes on one 64 s recording, one
    Mosquitto (persistence on), SIGKILLed and restarted 3 times during the run. A collector
@@ -368,7 +369,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["cost"], help="only the cost part (frames/s with and without --mqtt, per-event CPU)")
+    ap.add_argument("--only", choices=["cost", "scale"],
+                    help="only the cost part (frames/s with and without --mqtt, per-event CPU), or only the scale part")
     ap.add_argument("--per-event-worker", nargs=2, type=float, metavar=("N", "RATE"), help=argparse.SUPPRESS)
     ap.add_argument("--paho-floor-worker", nargs=2, type=float, metavar=("N", "RATE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -382,6 +384,12 @@ def main() -> None:
         raise SystemExit("bench_fleet: mosquitto is not installed (apt-get install -y mosquitto)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.only == "scale":
+            only = scale(work, 50)
+            print("\n".join(["## Fleet over MQTT (issue 13): scale only", "",
+                             f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end.",
+                             "", scale_line(only), ""]))
+            return
         model = args.model or make_model(work)
         seconds = 20 if args.quick else 64
         nl = None
@@ -483,14 +491,19 @@ def main() -> None:
             f"**Latency** emit -> host receive with the broker up ({len(lat)} events, outage windows + 5 s left out): "
             f"p50 {p(0.5):.1f} ms, **p99 {p(0.99):.1f} ms**, max {lat[-1] if lat else float('nan'):.1f} ms.", "",
             *cost_part,
-            f"**Scale**: {s['devices']} simulated devices (the device-side `FleetPublisher`, no classifier), "
+            scale_line(s), ""]
+    print("\n".join(out))
+
+
+def scale_line(s: dict) -> str:
+    met = max(s["seconds"]) <= STATUS_GOAL_S and s["online_rows"] == s["devices"]
+    return (f"**Scale**: {s['devices']} simulated devices (the device-side `FleetPublisher`, no classifier), "
             f"`edgecls fleet status --json` as a new process: {', '.join(f'{t:.2f}' for t in s['seconds'])} s, "
             f"{s['online_rows']} devices online in its answer "
-            f"(goal <= {STATUS_GOAL_S:.0f} s: {'met' if max(s['seconds']) <= STATUS_GOAL_S and s['online_rows'] == s['devices'] else 'NOT met'}). "
+            f"(goal <= {STATUS_GOAL_S:.0f} s: {'met' if met else 'NOT met'}). "
             f"Of that, starting the `edgecls` command itself (`edgecls --help`, same run) takes "
             f"{', '.join(f'{t:.2f}' for t in s['startup'])} s; the query itself (connect, collect every retained "
-            f"message, rows; in process) {', '.join(f'{t:.2f}' for t in s['inproc'])} s.", ""]
-    print("\n".join(out))
+            f"message, rows; in process) {', '.join(f'{t:.2f}' for t in s['inproc'])} s.")
 
 
 if __name__ == "__main__":
