@@ -41,6 +41,7 @@ HELD_OUT = 300
 CAPTURE_RULES = "low-score:0.9,every:3"
 
 
+@pytest.mark.timeout(1200)  # a whole retraining; at load 7 on 2 cores it outran the default 600 s
 def test_capture_review_retrain_improves_on_the_shifted_field(trained_run: Path, int8_model: Path, demo_data: Path,
                                                               tmp_path: Path) -> None:
     from edgecls.evaluate import evaluate
