@@ -143,18 +143,21 @@ def _quiet_tensorflow() -> None:
 @app.command("demo-data")
 @handle_errors
 def demo_data(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to create, with train/ and test/ splits.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to create, with train/, val/ and test/ splits.")],
     classes: Annotated[int, typer.Option(help="Number of classes (2 to 6). 2 is binary, like the article.")] = 2,
     seed: Annotated[int, typer.Option(help="The same seed gives the same files.")] = 0,
     train_per_class: Annotated[int, typer.Option(help="Training images per class.")] = 3000,
     test_per_class: Annotated[int, typer.Option(help="Test images per class.")] = 400,
     force: Annotated[bool, typer.Option(help="Replace OUT_DIR if it exists.")] = False,
+    val_per_class: Annotated[int | None, typer.Option(
+        help="Validation images per class (val/, for choosing the best epoch); default: as many as test, 0: none.")] = None,
 ) -> None:
     """Write the built-in dataset: shapes in clutter, one subfolder per class."""
     from edgecls.demo_data import DemoDataOptions, generate
 
-    counts = generate(out_dir, DemoDataOptions(classes, train_per_class, test_per_class, seed), force=force)
-    out_console.print(f"wrote {counts['train']} training and {counts['test']} test images to {out_dir}")
+    counts = generate(out_dir, DemoDataOptions(classes, train_per_class, test_per_class, seed, val_per_class), force=force)
+    val = f", {counts['val']} validation" if "val" in counts else ""
+    out_console.print(f"wrote {counts['train']} training{val} and {counts['test']} test images to {out_dir}")
 
 
 @app.command("demo-video")

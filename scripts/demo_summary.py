@@ -48,11 +48,12 @@ def main(out: Path) -> int:
     history = _load(run / "history.json")
     if history:
         stopped = "early stopping" if history["epochs"] < history.get("max_epochs", history["epochs"]) else "max epochs"
-        table.add_row(f"training: epochs run ({stopped}), best epoch kept",
-                      f"{history['epochs']}, best {history['best_epoch']}", "edgecls train")
+        table.add_row(f"training: epochs run ({stopped}), best epoch kept (its validation accuracy)",
+                      f"{history['epochs']}, best {history['best_epoch']} ({history['best_val_accuracy']:.2%})", "edgecls train")
     evaluation = _load(run / "evaluation.json")
     if evaluation:
-        table.add_row("float (Keras) test accuracy", f"{evaluation['accuracy']:.2%}", "edgecls evaluate")
+        table.add_row("float (Keras) test accuracy (images no choice was made on)", f"{evaluation['accuracy']:.2%}",
+                      "edgecls evaluate")
     parity = _load(out / "parity.json")
     if parity:
         for name, v in parity["variants"].items():

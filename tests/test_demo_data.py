@@ -22,7 +22,7 @@ def _digest(root: Path) -> str:
 def test_layout_and_determinism(tmp_path: Path) -> None:
     opts = DemoDataOptions(classes=3, train_per_class=14, test_per_class=5, seed=7)
     counts = generate(tmp_path / "a", opts)
-    assert counts == {"train": 42, "test": 15}
+    assert counts == {"train": 42, "val": 15, "test": 15}
     generate(tmp_path / "b", opts)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     generate(tmp_path / "c", DemoDataOptions(classes=3, train_per_class=14, test_per_class=5, seed=8))
@@ -77,3 +77,40 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_three_splits_each_their_own_images(tmp_path: Path) -> None:
+    """val/ is drawn apart from train/ and test/, so choosing an epoch on it leaves test/ unseen;
+    adding it leaves train/ and test/ as they were."""
+    counts = generate(tmp_path / "a", DemoDataOptions(train_per_class=6, test_per_class=4, seed=2))
+    assert counts == {"train": 12, "val": 8, "test": 8}
+    generate(tmp_path / "b", DemoDataOptions(train_per_class=6, test_per_class=4, seed=2, val_per_class=0))
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["test", "train"]
+    for split in ("train", "test"):
+        assert _digest(tmp_path / "a" / split) == _digest(tmp_path / "b" / split)
+    files = {split: {p.read_bytes() for p in (tmp_path / "a" / split).rglob("*.*")} for split in ("train", "val", "test")}
+    assert not files["val"] & files["test"] and not files["val"] & files["train"]
+    with pytest.raises(DataError, match="--val-per-class"):
+        generate(tmp_path / "c", DemoDataOptions(val_per_class=-1))
+
+
+def test_hard_cases_are_hard_but_visible() -> None:
+    """Every shape is at least MIN_SHAPE_PX across on the 64x64 model input, a faint one
+    differs from its background by at least FAINT_LUMA[0] grey levels, and no picture is
+    wider than 16:9; about one image in ten is still a hard case, half of them faint."""
+    import numpy as np
+
+    from edgecls.demo_data import FAINT_LUMA, MAX_ASPECT, MIN_SHAPE_PX, describe, render
+
+    drawn = list(describe(DemoDataOptions(seed=5), "train", 600).values())
+    hard = [d for d in drawn if d.hard]
+    faint = [d for d in drawn if d.faint]
+    assert 0.06 < len(hard) / len(drawn) < 0.14 and 0.3 < len(faint) / len(hard) < 0.7
+    assert min(d.size_px for d in drawn) >= MIN_SHAPE_PX - 1e-9
+    assert max(d.size_px for d in hard) < min(MIN_SHAPE_PX * 2, 2 * 0.18 * 64 + 1e-9), "hard shapes stay small"
+    assert min(d.contrast for d in faint) >= FAINT_LUMA[0] - 1, "rounding to whole grey levels costs under one"
+    assert max(d.contrast for d in faint) <= FAINT_LUMA[1] + 1
+    rng = np.random.default_rng(1)
+    shapes = [render("circle", rng).shape[:2] for _ in range(300)]
+    assert max(max(h, w) / min(h, w) for h, w in shapes) <= MAX_ASPECT + 1e-9
+    assert max(max(h, w) / min(h, w) for h, w in shapes) > 1.6, "pictures still come in many shapes"

@@ -69,7 +69,7 @@ def test_host_extra_alone_trains_converts_and_checks_parity(tmp_path: Path) -> N
         return proc
 
     made = step("demo-data", "data", "--train-per-class", "60", "--test-per-class", "30")
-    assert made.stdout.strip() == "wrote 120 training and 60 test images to data"
+    assert made.stdout.strip() == "wrote 120 training, 60 validation and 60 test images to data"
     trained = step("train", "data/train", "--val-dir", "data/test", "--out", "run", "--epochs", "1")
     assert "epoch 1/1" in trained.stderr, trained.stderr
     assert trained.stdout.startswith("1 epochs run; best epoch 1: validation accuracy "), trained.stdout

@@ -160,5 +160,5 @@ def test_kill9_leftovers_are_cleaned_by_the_next_run(tmp_path: Path) -> None:
     left = [p.name for p in out.iterdir()]
     assert left and all(name.startswith(STAGING_PREFIX) for name in left), left
     run_cli("demo-data", str(out), "--train-per-class", "2", "--test-per-class", "1", check=True)
-    assert sorted(p.name for p in out.iterdir()) == ["test", "train"], "the killed run's staging folder is gone"
+    assert sorted(p.name for p in out.iterdir()) == ["test", "train", "val"], "the killed run's staging folder is gone"
     shutil.rmtree(out)

@@ -29,7 +29,7 @@ def cmd_train(run_dir: Path) -> int:
 
     data = run_dir.with_name(run_dir.name + "-data")
     shutil.rmtree(data, ignore_errors=True)
-    generate(data, DemoDataOptions(2, TRAIN_PER_CLASS, 40, seed=11))
+    generate(data, DemoDataOptions(2, TRAIN_PER_CLASS, 40, seed=11, val_per_class=0))
     train(data / "train", run_dir, TrainOptions(epochs=EPOCHS, seed=0, force=True))
     return 0
 

@@ -90,7 +90,7 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True)
     n = write_arrays(args.out / "arrays")
-    counts = generate(args.out / "images", DemoDataOptions(2, args.per_class, max(1, args.per_class // 4), seed=3))
+    counts = generate(args.out / "images", DemoDataOptions(2, args.per_class, max(1, args.per_class // 4), seed=3, val_per_class=0))
     write_videos(args.out)
     print(f"make_inputs: {n} frames, {counts['train'] + counts['test']} image files, 2 videos in {args.out}")
     return 0
