@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,16 @@ REPO = Path(__file__).resolve().parents[1]
 #: 800 validation images flipped against the parity limit of 8, and the 85 % model of older
 #: data flipped 10 and failed. After 8 epochs (94.4 %): 4 flips on val/, 3 on test/.
 TRAINED_RUN_EPOCHS = 8
+
+
+@pytest.fixture()
+def broker(tmp_path: Path) -> Iterator[Any]:
+    """A fresh Mosquitto (tests/mqtt_helpers.py) on a random loopback port, stopped after the test."""
+    from mqtt_helpers import Mosquitto
+
+    b = Mosquitto(tmp_path / "broker").start()
+    yield b
+    b.stop()
 
 
 @pytest.fixture(scope="session")

@@ -101,13 +101,6 @@ def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_video(tmp_path_factory.mktemp("fleet_video") / "long.avi", frames, fps=30.0)
 
 
-@pytest.fixture()
-def broker(tmp_path: Path) -> Mosquitto:
-    b = Mosquitto(tmp_path / "broker").start()
-    yield b
-    b.stop()
-
-
 def start_device(model: Path, video: Path, url: str, device: str, folder: Path, *extra: str) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "edgecls", "run", "--model", str(model), "--source", str(video), "--headless",
            "--quiet", "--mqtt", url, "--device-id", device, "--mqtt-spool", str(folder / f"{device}.sqlite"),

@@ -31,13 +31,6 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_video(tmp_path_factory.mktemp("fleet_process") / "v.avi", frames, fps=30.0)
 
 
-@pytest.fixture()
-def broker(tmp_path: Path) -> Mosquitto:
-    b = Mosquitto(tmp_path / "broker").start()
-    yield b
-    b.stop()
-
-
 def publisher_pid(run_pid: int, timeout: float = 20.0) -> int:
     """The run's publisher process (a child running edgecls.device.mqtt_child)."""
     deadline = time.monotonic() + timeout
