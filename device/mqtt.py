@@ -7,9 +7,11 @@
 
 The frame loop only appends the event to a deque (no lock, no wake-up, no JSON): a dead network
 never slows a frame. The paho client, the spool and their threads run in a process of their
-own, so their CPU (about 185 us an event, most of it paho's own Python) never holds the GIL
-the loop needs; a label that changes on every other frame costs the loop a few microseconds
-an event (scripts/bench_fleet.py measures it). Command handlers (device/commands.py) run in
+own, so their CPU (about 230 us an event, most of it paho's own Python) never holds the GIL
+the loop needs; the loop's process spends about 28 us an event (5 on the loop thread, the
+rest in the feeder). Measured by scripts/bench_fleet.py, which also shows what is not yet
+explained: at ~2000 frames/s on 2 cores, frames cost ~75 us more CPU each with --mqtt,
+whatever the number of events (BENCHMARKS.md). Command handlers (device/commands.py) run in
 this process: they need the latest frame and the model slot.
 """
 
@@ -35,7 +37,7 @@ from edgecls.fleet_protocol import (
 )
 
 from .mqtt_process import PublisherProcess
-from .mqtt_publisher import START_WAIT_S, FleetPublisher
+from .mqtt_publisher import START_WAIT_S, CpuMeter, FleetPublisher
 from .options import RunOptions
 from .results import Frame, FrameStats, Prediction
 from .sinks import SinkContext
@@ -69,7 +71,7 @@ class MqttSink:
         self.verdict: dict[str, Any] | None = None
         self._label: str | None = None
         self._latencies: deque[float] = deque(maxlen=300)
-        self._cpu = (time.monotonic(), time.process_time())
+        self._cpu = CpuMeter()
         self._sha: dict[str, str] = {}
         # Everything slow to compute or import is done here, before capture starts (the
         # publisher process too), so startup costs the frame loop nothing.
@@ -127,9 +129,6 @@ class MqttSink:
         return out
 
     def stats(self) -> dict[str, Any]:
-        now, cpu = time.monotonic(), time.process_time()
-        t0, c0 = self._cpu
-        self._cpu = (now, cpu)
         lat = list(self._latencies)
         latest = self.latest
         loop = latest[2].loop if latest is not None else None
@@ -138,7 +137,7 @@ class MqttSink:
                 "dropped": loop.dropped if loop else 0, "reconnects": loop.reconnects if loop else 0,
                 "stalls": loop.stalls if loop else 0,
                 "latency_p50_ms": _percentile(lat, 50), "latency_p99_ms": _percentile(lat, 99),
-                "cpu_percent": round(100.0 * (cpu - c0) / (now - t0), 1) if now > t0 else None,
+                "cpu_percent": self._cpu.percent(),
                 "rss_bytes": _rss_bytes(), "model": self.model(), "backend": self._backend,
                 "uptime_s": round(time.time() - self.publisher.started, 1), "field_check": self.verdict,
                 "version": __version__}

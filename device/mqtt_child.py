@@ -26,7 +26,7 @@ from edgecls.errors import EdgeclsError
 from edgecls.fleet_protocol import Broker, Topics, dumps
 
 from .mqtt_process import read_msg, write_msg
-from .mqtt_publisher import FleetPublisher
+from .mqtt_publisher import CpuMeter, FleetPublisher
 from .spool import Spool
 
 log = logging.getLogger("edgecls.device")
@@ -109,13 +109,11 @@ def main() -> None:
             s["seq"] = holder[0].last_seq  # the seq this process assigned
         return s
 
-    mark = [time.monotonic(), time.process_time()]
+    meter = CpuMeter()
 
     def stats() -> dict[str, Any]:
         """The parent's figures and this process's CPU (the parent's cpu_percent is its own)."""
-        now, cpu = time.monotonic(), time.process_time()
-        (t0, c0), mark[:] = mark, [now, cpu]
-        return {**latest["stats"], "publisher_cpu_percent": round(100.0 * (cpu - c0) / (now - t0), 1) if now > t0 else None}
+        return {**latest["stats"], "publisher_cpu_percent": meter.percent()}
 
     def forward(name: str, payload: bytes) -> None:
         """paho's thread: parse on a thread of its own (a 64 MB package's sha256 takes a while)."""
@@ -149,9 +147,7 @@ def main() -> None:
     while True:
         msg = read_msg(inp)
         if msg is None:  # the parent is gone: keep what was read, no clean disconnect (the will goes out)
-            pub._stop.set()
-            pub._wake.set()
-            pub._thread.join(5.0)  # its last pass spools the queued events (in seq order, one thread)
+            pub.abandon()
             os._exit(0)
         header, data = msg
         kind = header["t"]
@@ -178,7 +174,7 @@ def _unused(_pub: Any, _args: dict[str, Any]) -> dict[str, Any]:
 
 def _status(pub: FleetPublisher) -> dict[str, Any]:
     return {"t": "st", "last_seq": pub.last_seq, "delivered": pub.delivered, "connected": pub._connected.is_set(),
-            "ready": pub._ever_connected and not pub._just_connected}
+            "ready": pub.ready}
 
 
 def _report(pub: FleetPublisher, send: Any) -> None:

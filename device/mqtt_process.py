@@ -34,7 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import IO, Any
@@ -51,6 +50,7 @@ from .mqtt_publisher import (
     STATS_EVERY_S,
     TICK_S,
     CommandRunner,
+    EventHandoff,
     Handler,
 )
 
@@ -92,7 +92,7 @@ def read_msg(inp: IO[bytes]) -> tuple[dict[str, Any], bytes | None] | None:
     return header, data
 
 
-class PublisherProcess(CommandRunner):
+class PublisherProcess(CommandRunner, EventHandoff):
     """What the sink and the command handlers see of the publisher: ``emit``,
     ``state_changed``, ``publish``, ``topics``, ``instance``, ``last_seq``, ``started``."""
 
@@ -123,10 +123,8 @@ class PublisherProcess(CommandRunner):
         self.connected = False
         self.ready = False
         self.spool_path = spool_path
-        self._events: deque[dict[str, Any]] = deque()
-        self._idle = False
+        EventHandoff.__init__(self)  # emit(): the loop's hand-off to the feeder thread
         self._state_due = False
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._opened = threading.Event()
         self._fatal: str | None = None
@@ -241,20 +239,10 @@ class PublisherProcess(CommandRunner):
 
     # -- the loop's thread
 
-    def emit(self, event: dict[str, Any]) -> None:
-        """Loop thread: queue one event; seq is assigned in the child when it is spooled."""
-        self._events.append(event)
-        self._nudge()
-
     def state_changed(self) -> None:
         """Publish the state soon (a label change): the feeder sends a fresh one on its next tick."""
         self._state_due = True
         self._nudge()
-
-    def _nudge(self) -> None:
-        if self._idle:
-            self._idle = False
-            self._wake.set()
 
     # -- any thread (command handlers)
 

@@ -89,6 +89,43 @@ UNREACHABLE_AFTER_S = 3.0
 Handler = Callable[[Any, dict[str, Any]], dict[str, Any]]
 
 
+class CpuMeter:
+    """This process's CPU use since the last reading, in percent of one core (the stats
+    message's ``cpu_percent`` and ``publisher_cpu_percent``)."""
+
+    def __init__(self) -> None:
+        self._mark = (time.monotonic(), time.process_time())
+
+    def percent(self) -> float | None:
+        now, cpu = time.monotonic(), time.process_time()
+        (t0, c0), self._mark = self._mark, (now, cpu)
+        return round(100.0 * (cpu - c0) / (now - t0), 1) if now > t0 else None
+
+
+class EventHandoff:
+    """The frame loop's side of a worker that ticks while there is work and sleeps when idle.
+
+    :meth:`emit` is a deque append (append and popleft are atomic: no lock), and the worker
+    is woken only when it sleeps idle: while it ticks, its next tick sees the work. The
+    worker sets ``_idle`` before an idle sleep and waits on ``_wake``."""
+
+    def __init__(self) -> None:
+        self._events: deque[dict[str, Any]] = deque()
+        self._idle = False
+        self._wake = threading.Event()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Loop thread: queue one event (its seq is assigned when it is spooled)."""
+        self._events.append(event)
+        self._nudge()
+
+    def _nudge(self) -> None:
+        """Wake the worker if it sleeps idle."""
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+
+
 class CommandRunner:
     """Commands: parse the hostile payload, then run the handler, one of a kind at a time, and
     reply on ``cmd/result``. Split in two because in ``edgecls run`` the payload is parsed in
@@ -156,7 +193,7 @@ class CommandRunner:
         self.publish(self.topics.result, dumps(reply))
 
 
-class FleetPublisher(CommandRunner):
+class FleetPublisher(CommandRunner, EventHandoff):
     """The network side of one device. Usable without a classifier (the fleet benchmark
     simulates devices with it): feed :meth:`emit`, give ``state``/``stats`` callables."""
 
@@ -178,12 +215,10 @@ class FleetPublisher(CommandRunner):
         self.started = started or time.time()
         self.pid = pid or os.getpid()
         self.forward = forward
-        # deque.append and popleft are atomic: the loop and paho's thread hand over without a lock
-        self._events: deque[dict[str, Any]] = deque()
+        EventHandoff.__init__(self)
+        # deque.append and popleft are atomic: paho's thread hands acks over without a lock
         self._acks: deque[int] = deque()
-        self._idle = False
         self._last_batch = 0
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._just_connected = False
@@ -220,26 +255,19 @@ class FleetPublisher(CommandRunner):
         self.client.loop_start()
         self._thread.start()
 
+    @property
+    def ready(self) -> bool:
+        """Connected once, and the first publications after the connect are out."""
+        return self._ever_connected and not self._just_connected
+
     def wait_ready(self, timeout: float) -> bool:
-        """Until connected and the first publications are out, at most ``timeout`` seconds."""
+        """Until :attr:`ready`, at most ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._ever_connected and not self._just_connected:
+            if self.ready:
                 return True
             time.sleep(0.02)
         return False
-
-    def emit(self, event: dict[str, Any]) -> None:
-        """Loop thread: queue one event (seq is assigned when it is spooled). An append; the
-        publisher is woken only when it sleeps idle (see ``_sleep``)."""
-        self._events.append(event)
-        self._nudge()
-
-    def _nudge(self) -> None:
-        """Wake the publisher if it sleeps idle; while it ticks, its next tick sees the work."""
-        if self._idle:
-            self._idle = False
-            self._wake.set()
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -444,6 +472,13 @@ class FleetPublisher(CommandRunner):
                 time.sleep(1.0)
             if stopping:
                 return
+
+    def abandon(self, timeout: float = 5.0) -> None:
+        """Stop the publisher thread after its last pass (which spools the queued events, in
+        seq order), with no clean disconnect: the broker then sends the last will."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
 
     def close(self, flush_s: float = FLUSH_S) -> None:
         """Spool what is queued, wait up to ``flush_s`` for acknowledgements, say offline, disconnect."""
