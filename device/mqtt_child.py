@@ -30,8 +30,10 @@ from .mqtt_publisher import CpuMeter, FleetPublisher
 from .spool import Spool
 
 log = logging.getLogger("edgecls.device")
-#: The status (seq, delivered, connected) goes to the parent when it changes, checked this often.
+#: The status (connected, ready) goes to the parent when it changes, checked this often ...
 STATUS_EVERY_S = 0.1
+#: ... and the seq and delivered count at most this often (the parent's copy is for commands' replies).
+SEQ_EVERY_S = 1.0
 #: After the parent is gone and stdin has not ended: exit anyway after this long.
 ORPHAN_EXIT_S = 2.0
 #: This process yields the CPU to the frame loop when both want it (a flickering label costs
@@ -178,12 +180,17 @@ def _status(pub: FleetPublisher) -> dict[str, Any]:
 
 
 def _report(pub: FleetPublisher, send: Any) -> None:
+    """A change of connection goes to the parent within STATUS_EVERY_S; a change of seq or
+    delivered count (every batch) at most every SEQ_EVERY_S: each message wakes a thread of the
+    frame loop's process."""
     last: dict[str, Any] = {}
+    sent = 0.0
     while True:
-        status = _status(pub)
-        if status != last:
+        status, now = _status(pub), time.monotonic()
+        if status != last and (status["connected"] != last.get("connected") or status["ready"] != last.get("ready")
+                               or now - sent >= SEQ_EVERY_S):
             send(status)
-            last = status
+            last, sent = status, now
         time.sleep(STATUS_EVERY_S)
 
 

@@ -9,7 +9,7 @@
 Why a process: paho's own Python costs about 150 us of CPU per QoS 1 message (measured in
 scripts/bench_fleet.py); on a thread of this process that time holds the GIL the frame loop
 needs, so a label that flickers on every other frame cost 9-12 % of the frames/s. Here the
-loop's share of an event is a deque append; the feeder encodes a batch once per ``TICK_S``.
+loop's share of an event is a deque append; the feeder encodes a batch once per tick (``Pacer``).
 
 The state and stats messages are computed here (they need the loop's figures) and sent to the
 child when the label changes (at most every ``STATE_MIN_S``), every ``REFRESH_S`` and every
@@ -42,16 +42,14 @@ from edgecls.errors import EdgeclsError, OutputError
 from edgecls.fleet_protocol import Broker, Topics
 
 from .mqtt_publisher import (
-    BUSY_BATCH,
-    BUSY_TICK_S,
     FLUSH_S,
     IDLE_S,
     STATE_MIN_S,
     STATS_EVERY_S,
-    TICK_S,
     CommandRunner,
     EventHandoff,
     Handler,
+    Pacer,
 )
 
 log = logging.getLogger("edgecls.device")
@@ -256,22 +254,22 @@ class PublisherProcess(CommandRunner, EventHandoff):
         last_state = next_refresh = 0.0
         next_stats = time.monotonic() + self.stats_every_s
         held: list[dict[str, Any]] = []  # taken from the deque, not yet written (the child was gone)
-        batch = 0
+        pacer = Pacer()  # labels changing many times a second: longer ticks, fewer writes (the child does the same)
         while True:
             self._idle = True
             if self._events or self._state_due:
                 self._idle = False
-                # a flickering label: longer ticks, bigger batches, fewer writes (the publisher does the same)
-                self._wake.wait(BUSY_TICK_S if batch >= BUSY_BATCH else TICK_S)
+                self._wake.wait(pacer.tick(time.monotonic()))
             else:
                 self._wake.wait(min(IDLE_S, max(0.0, next_refresh - time.monotonic())))
                 self._idle = False
             self._wake.clear()
             stopping = self._stop.is_set()
             try:
+                if self._events:
+                    pacer.batch(time.monotonic())
                 while self._events:
                     held.append(self._events.popleft())
-                batch = len(held)
                 if len(held) > MAX_HELD:  # the child is gone for long: keep the newest, count the rest
                     if not self.lost:
                         log.warning("MQTT: no publisher process and %d events waiting: dropping the oldest from now on "

@@ -397,7 +397,7 @@ def main() -> None:
             say(f"writing a {seconds} s recording")
             video = write_video(work / "rec.avi", camera_like_frames(SHAPES * (seconds // 3), 15, size=(320, 240))[: seconds * 30])
             nl = no_loss(model, video, work, devices=3 if args.quick else 8, kills=3, seconds=seconds)
-        cost_s = 20 if args.quick else 120
+        cost_s = 20 if args.quick else 300
         say(f"writing the cost recordings ({cost_s} s each)")
         from edgecls.demo_data import DemoVideoOptions, generate_video, render
 

@@ -28,6 +28,31 @@ def _db_view(path: Path) -> tuple[int, int, list[int]]:
     return int(count), int(size), seqs
 
 
+def test_pacer_ticks_long_only_while_batches_keep_coming() -> None:
+    """A camera's occasional label change (and a short burst) goes out on the short tick; a
+    label that changes many times a second gets the long tick until it calms down."""
+    from edgecls.device.mqtt_publisher import (
+        BUSY_BATCHES,
+        BUSY_TICK_S,
+        BUSY_WINDOW_S,
+        TICK_S,
+        Pacer,
+    )
+
+    pacer = Pacer()
+    assert pacer.tick(0.0) == TICK_S
+    for i in range(BUSY_BATCHES - 1):  # a burst one batch short of busy
+        pacer.batch(i * TICK_S)
+    assert pacer.tick(BUSY_BATCHES * TICK_S) == TICK_S
+    pacer.batch(BUSY_BATCHES * TICK_S)
+    assert pacer.tick(BUSY_BATCHES * TICK_S) == BUSY_TICK_S
+    spaced = Pacer()  # as many batches, but spread over more than the window: not busy
+    for i in range(BUSY_BATCHES):
+        spaced.batch(i * BUSY_WINDOW_S / (BUSY_BATCHES - 1) * 1.01)
+    assert spaced.tick(BUSY_WINDOW_S * 1.01) == TICK_S
+    assert pacer.tick(BUSY_BATCHES * TICK_S + BUSY_WINDOW_S) == TICK_S  # a quiet second: short ticks again
+
+
 def test_spool_batches_keep_order_count_drops_and_bytes(tmp_path: Path) -> None:
     from edgecls.device.spool import Spool
 
