@@ -6,7 +6,7 @@
 ``--only cost`` runs part 3 alone (a few minutes instead of the whole section); ``--only scale``
 the scale part alone (under a minute).
 
-1. No loss: 8 ``edgecls run --realtime --mqtt`` processes on one 64 s recording, one
+1. No loss (``--only noloss``: with 2. alone): 8 ``edgecls run --realtime --mqtt`` processes on one 64 s recording, one
    Mosquitto (persistence on), SIGKILLed and restarted 3 times during the run. A collector
    (``FleetMonitor`` with a persistent session) counts events by seq; each device's own JSONL
    says which label changes it emitted. Goal: received = emitted, for every device.
@@ -381,8 +381,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["cost", "scale"],
-                    help="only the cost part (frames/s with and without --mqtt, per-event CPU), or only the scale part")
+    ap.add_argument("--only", choices=["noloss", "cost", "scale"],
+                    help="only the no-loss and latency part, only the cost part (frames/s with and without --mqtt, "
+                         "per-event CPU), or only the scale part")
     ap.add_argument("--per-event-worker", nargs=2, type=float, metavar=("N", "RATE"), help=argparse.SUPPRESS)
     ap.add_argument("--paho-floor-worker", nargs=2, type=float, metavar=("N", "RATE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -405,10 +406,16 @@ def main() -> None:
         model = args.model or make_model(work)
         seconds = 20 if args.quick else 64
         nl = None
-        if not args.only:
+        if args.only in (None, "noloss"):
             say(f"writing a {seconds} s recording")
             video = write_video(work / "rec.avi", camera_like_frames(SHAPES * (seconds // 3), 15, size=(320, 240))[: seconds * 30])
             nl = no_loss(model, video, work, devices=3 if args.quick else 8, kills=3, seconds=seconds)
+        if args.only == "noloss":
+            assert nl is not None
+            print("\n".join(["## Fleet over MQTT (issue 13): no loss and latency only", "",
+                             f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end.",
+                             "", *no_loss_lines(nl, seconds)]))
+            return
         cost_s = 20 if args.quick else 100
         say(f"writing the cost recordings ({cost_s} s each)")
         from edgecls.demo_data import DemoVideoOptions, generate_video, render
@@ -423,8 +430,6 @@ def main() -> None:
         ch = cost(model, flicker, work, rounds)
         pe = per_event(3)
         s = None if args.only else scale(work, 50)
-    lat = nl["latencies"] if nl else []
-    p = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: float("nan"))
     def cost_lines(c: dict, what: str) -> list[str]:
         med = {arm: (statistics.median(x[0] for x in c[arm]), statistics.median(x[1] for x in c[arm]))
                for arm in ("without", "with", "baseline") if arm in c}
@@ -493,9 +498,14 @@ def main() -> None:
     if nl is None or s is None:
         print("\n".join([*head, *cost_part]))
         return
+    print("\n".join([*head, *no_loss_lines(nl, seconds), *cost_part, scale_line(s), ""]))
+
+
+def no_loss_lines(nl: dict, seconds: int) -> list[str]:
+    lat = nl["latencies"]
+    p = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: float("nan"))
     lost = sum(r["missing"] for r in nl["rows"])
-    out = [*head,
-           f"**No loss**: {len(nl['rows'])} devices `edgecls run --realtime --mqtt` on one {seconds} s 320x240 recording, "
+    out = [f"**No loss**: {len(nl['rows'])} devices `edgecls run --realtime --mqtt` on one {seconds} s 320x240 recording, "
            f"the broker SIGKILLed and restarted {nl['outages']} times (down 2 s each). Emitted: label changes in each "
            "device's own JSONL; received: distinct seq at a collector with a persistent session.", "",
            "| device | emitted | received | missing | same frames and labels, in seq order | reconnects | duplicates dropped by seq | left in spool |",
@@ -505,10 +515,8 @@ def main() -> None:
                    f"{'yes' if r['in_order_match'] else 'NO'} | {r['reconnects']} | {r['duplicates']} | {r['left']} |")
     out += ["", f"Lost: **{lost}** (goal 0: {'met' if lost == 0 else 'NOT met'}).", "",
             f"**Latency** emit -> host receive with the broker up ({len(lat)} events, outage windows + 5 s left out): "
-            f"p50 {p(0.5):.1f} ms, **p99 {p(0.99):.1f} ms**, max {lat[-1] if lat else float('nan'):.1f} ms.", "",
-            *cost_part,
-            scale_line(s), ""]
-    print("\n".join(out))
+            f"p50 {p(0.5):.1f} ms, **p99 {p(0.99):.1f} ms**, max {lat[-1] if lat else float('nan'):.1f} ms.", ""]
+    return out
 
 
 def scale_line(s: dict) -> str:
