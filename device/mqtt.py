@@ -7,11 +7,12 @@
 
 The frame loop only appends the event to a deque (no lock, no wake-up, no JSON): a dead network
 never slows a frame. The paho client, the spool and their threads run in a process of their
-own, so their CPU (about 230 us an event, most of it paho's own Python) never holds the GIL
-the loop needs; the loop's process spends about 28 us an event (5 on the loop thread, the
-rest in the feeder). Measured by scripts/bench_fleet.py, which also shows what is not yet
-explained: at ~2000 frames/s on 2 cores, frames cost ~75 us more CPU each with --mqtt,
-whatever the number of events (BENCHMARKS.md). Command handlers (device/commands.py) run in
+own, so their CPU (about 210 us an event in batches, most of it paho's own Python) never
+holds the GIL the loop needs; the loop's process spends about 20 us an event (5 on the loop
+thread, the rest in the feeder). Measured by scripts/bench_fleet.py, which also shows what is
+not yet solved: at ~2000 frames/s, with the loop filling both cores of the bench machine,
+frames/s with --mqtt read 0.92-0.95x on a camera-like file and 0.79-0.84x when the label
+changes on every other frame (BENCHMARKS.md). Command handlers (device/commands.py) run in
 this process: they need the latest frame and the model slot.
 """
 
