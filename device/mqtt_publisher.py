@@ -75,9 +75,9 @@ TICK_S = 0.02
 #: at least 20 times a second for a second, as on a file decoded at 2000 frames/s) the tick is
 #: BUSY_TICK_S. A batch has a fixed cost (pipe, spool commit, ack commit, wake-ups of four
 #: threads): at 30 label changes a second the publisher process spent 1.5 ms of CPU an event
-#: with 20 ms ticks and 0.4-0.8 ms with longer ones. A camera's changes, even 8 a second (the
-#: no-loss recording of scripts/bench_fleet.py), still go out within TICK_S: with 8 batches a
-#: second as the threshold, that run's p99 latency went from 39 to 447 ms.
+#: with 20 ms ticks only, 0.8-1.3 ms with these settings. A camera's changes, even 8 a second
+#: (the no-loss recording of scripts/bench_fleet.py), still go out within TICK_S: that run's p99
+#: latency is 20 ms; with 250 ms ticks after 8 batches a second it was 447 ms.
 BUSY_TICK_S = 0.1
 BUSY_BATCHES = 20
 BUSY_WINDOW_S = 1.0
