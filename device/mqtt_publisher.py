@@ -20,7 +20,8 @@ acknowledged in the ``REPLAY_S`` before it are sent once more. The host may see 
 twice (QoS 1 is at least once; replays) and drops repeats by seq.
 
 ``emit`` only appends the event to a deque (no lock, no wake-up, no JSON). The publisher takes
-everything queued on a ``TICK_S`` timer, encodes it, stores the batch in one spool
+everything queued once a tick (``Pacer``: ``TICK_S``, or ``BUSY_TICK_S`` while label changes
+keep coming), encodes it, stores the batch in one spool
 transaction, hands it to paho and deletes the acknowledged ones in one more: its cost is per
 tick, not per event. Idle, it sleeps ``IDLE_S``; the first event after that wakes it (one
 ``Event.set`` per burst, not per event).
