@@ -266,10 +266,11 @@ class PublisherProcess(CommandRunner, EventHandoff):
             self._wake.clear()
             stopping = self._stop.is_set()
             try:
-                if self._events:
-                    pacer.batch(time.monotonic())
+                taken = len(held)
                 while self._events:
                     held.append(self._events.popleft())
+                if len(held) > taken:
+                    pacer.batch(time.monotonic(), len(held) - taken)
                 if len(held) > MAX_HELD:  # the child is gone for long: keep the newest, count the rest
                     if not self.lost:
                         log.warning("MQTT: no publisher process and %d events waiting: dropping the oldest from now on "

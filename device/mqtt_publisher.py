@@ -72,15 +72,16 @@ FLUSH_S = 5.0
 #: While events are queued or in flight, the publisher works once per tick: a burst of label
 #: changes costs one spool commit, one ack commit and one state message, not one each.
 TICK_S = 0.02
-#: While batches keep coming (BUSY_BATCHES of them within BUSY_WINDOW_S: a label that changes
-#: at least 20 times a second for a second, as on a file decoded at 2000 frames/s) the tick is
+#: While label changes keep coming (BUSY_EVENTS of them within BUSY_WINDOW_S: a label that
+#: changes more than 15 times a second, as on a file decoded at 2000 frames/s) the tick is
 #: BUSY_TICK_S. A batch has a fixed cost (pipe, spool commit, ack commit, wake-ups of four
-#: threads): at 30 label changes a second the publisher process spent 1.5 ms of CPU an event
-#: with 20 ms ticks only, 0.8-1.3 ms with these settings. A camera's changes, even 8 a second
-#: (the no-loss recording of scripts/bench_fleet.py), still go out within TICK_S: that run's p99
-#: latency is 20 ms; with 250 ms ticks after 8 batches a second it was 447 ms.
+#: threads): at 33 label changes a second the publisher process spent 1.3 ms of CPU an event
+#: with 20 ms ticks, 0.8 ms with these. Events are counted, not batches: a batch count cannot
+#: stay busy on long ticks (20 batches a second never come at 10 ticks a second), so a rule on
+#: batches went back and forth between the two ticks. A camera's changes, even 8 a second (the
+#: no-loss recording of scripts/bench_fleet.py), still go out within TICK_S.
 BUSY_TICK_S = 0.1
-BUSY_BATCHES = 20
+BUSY_EVENTS = 16
 BUSY_WINDOW_S = 1.0
 #: With nothing queued or in flight it sleeps this long (the loop's first event wakes it).
 IDLE_S = 0.25
@@ -110,19 +111,22 @@ class CpuMeter:
 
 
 class Pacer:
-    """A worker's tick: ``TICK_S`` while batches are rare (low latency), ``BUSY_TICK_S`` once
-    ``BUSY_BATCHES`` of them have gone within ``BUSY_WINDOW_S`` (fewer, bigger batches)."""
+    """A worker's tick: ``TICK_S`` while label changes are rare (low latency), ``BUSY_TICK_S``
+    while ``BUSY_EVENTS`` of them have gone within ``BUSY_WINDOW_S`` (fewer, bigger batches)."""
 
     def __init__(self) -> None:
-        self._batches: deque[float] = deque(maxlen=BUSY_BATCHES)
+        self._recent: deque[tuple[float, int]] = deque()  # (time, events) of the batches in the window
+        self._events = 0
 
-    def batch(self, now: float) -> None:
-        """A batch went out at ``now`` (``time.monotonic()``)."""
-        self._batches.append(now)
+    def batch(self, now: float, events: int) -> None:
+        """A batch of ``events`` went out at ``now`` (``time.monotonic()``)."""
+        self._recent.append((now, events))
+        self._events += events
 
     def tick(self, now: float) -> float:
-        busy = len(self._batches) == BUSY_BATCHES and now - self._batches[0] < BUSY_WINDOW_S
-        return BUSY_TICK_S if busy else TICK_S
+        while self._recent and now - self._recent[0][0] >= BUSY_WINDOW_S:
+            self._events -= self._recent.popleft()[1]
+        return BUSY_TICK_S if self._events >= BUSY_EVENTS else TICK_S
 
 
 class EventHandoff:
@@ -383,7 +387,7 @@ class FleetPublisher(CommandRunner, EventHandoff):
             event = self._events.popleft()
             makers.append(lambda seq, e=event: dumps({"seq": seq, "instance": self.instance, **e}))  # type: ignore[misc]
         if makers:
-            self._pacer.batch(time.monotonic())
+            self._pacer.batch(time.monotonic(), len(makers))
             seq, dropped = self.spool.append_many(makers)
             self.last_seq = seq
             if dropped:

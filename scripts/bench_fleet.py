@@ -194,7 +194,10 @@ def run_fps(cmd: list[str], baseline: bool = False) -> tuple[float, float, float
         env["PYTHONPATH"] = str(BASELINE)
     LOADS.append(os.getloadavg()[0])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    # cwd: not the repository: ``python -m`` puts the working directory first on sys.path, and
+    # the repository's edgecls/ would shadow the baseline tree's (the baseline arm of sessions
+    # 4 and 5 ran this tree: BENCHMARKS.md says so)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     m = re.search(r"\(([\d.]+) fps, ([\d.]+) ms CPU a frame", proc.stderr)
     if proc.returncode != 0 or m is None:

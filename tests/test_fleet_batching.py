@@ -28,11 +28,12 @@ def _db_view(path: Path) -> tuple[int, int, list[int]]:
     return int(count), int(size), seqs
 
 
-def test_pacer_ticks_long_only_while_batches_keep_coming() -> None:
+def test_pacer_ticks_long_only_while_label_changes_keep_coming() -> None:
     """A camera's occasional label change (and a short burst) goes out on the short tick; a
-    label that changes many times a second gets the long tick until it calms down."""
+    label that changes many times a second gets the long tick, keeps it while the changes keep
+    coming (a few big batches a second), and loses it when they calm down."""
     from edgecls.device.mqtt_publisher import (
-        BUSY_BATCHES,
+        BUSY_EVENTS,
         BUSY_TICK_S,
         BUSY_WINDOW_S,
         TICK_S,
@@ -41,16 +42,23 @@ def test_pacer_ticks_long_only_while_batches_keep_coming() -> None:
 
     pacer = Pacer()
     assert pacer.tick(0.0) == TICK_S
-    for i in range(BUSY_BATCHES - 1):  # a burst one batch short of busy
-        pacer.batch(i * TICK_S)
-    assert pacer.tick(BUSY_BATCHES * TICK_S) == TICK_S
-    pacer.batch(BUSY_BATCHES * TICK_S)
-    assert pacer.tick(BUSY_BATCHES * TICK_S) == BUSY_TICK_S
-    spaced = Pacer()  # as many batches, but spread over more than the window: not busy
-    for i in range(BUSY_BATCHES):
-        spaced.batch(i * BUSY_WINDOW_S / (BUSY_BATCHES - 1) * 1.01)
+    for i in range(BUSY_EVENTS - 1):  # a burst one event short of busy
+        pacer.batch(i * TICK_S, 1)
+    assert pacer.tick(BUSY_EVENTS * TICK_S) == TICK_S
+    pacer.batch(BUSY_EVENTS * TICK_S, 1)
+    assert pacer.tick(BUSY_EVENTS * TICK_S) == BUSY_TICK_S
+    # on long ticks the same rate comes in fewer, bigger batches: still busy, second after second
+    rate = 2 * BUSY_EVENTS / BUSY_WINDOW_S
+    now = BUSY_EVENTS * TICK_S
+    for _ in range(round(3 * BUSY_WINDOW_S / BUSY_TICK_S)):
+        now += pacer.tick(now)
+        pacer.batch(now, round(rate * BUSY_TICK_S))
+        assert pacer.tick(now) == BUSY_TICK_S
+    spaced = Pacer()  # as many events, but spread over more than the window: not busy
+    for i in range(BUSY_EVENTS):
+        spaced.batch(i * BUSY_WINDOW_S / (BUSY_EVENTS - 1) * 1.01, 1)
     assert spaced.tick(BUSY_WINDOW_S * 1.01) == TICK_S
-    assert pacer.tick(BUSY_BATCHES * TICK_S + BUSY_WINDOW_S) == TICK_S  # a quiet second: short ticks again
+    assert pacer.tick(now + BUSY_WINDOW_S) == TICK_S  # a quiet second: short ticks again
 
 
 def test_spool_batches_keep_order_count_drops_and_bytes(tmp_path: Path) -> None:
