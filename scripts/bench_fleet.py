@@ -288,7 +288,7 @@ def per_event_worker(n: int, rate: float) -> None:
         finally:
             broker.stop()
     print(json.dumps({"emit_us": 1e6 * emit / n, "other_us": 1e6 * other / n, "child_us": 1e6 * publisher / n,
-                      "delivered": delivered, "n": n}))
+                      "delivered": delivered, "n": n, "process": PublisherProcess is not None}))
 
 
 def paho_floor_worker(n: int, rate: float, batch: int = 25) -> None:
@@ -468,22 +468,24 @@ def main() -> None:
             lines.append(f"| {names[arm]} | {q1:.0f} - {q3:.0f} | {fps:.0f} | "
                          f"{fps / wo:.3f}x | {cpu:.2f} | {extra} | {whole[arm]:.2f} |")
         ratio = med["with"][0] / wo
-        rounds = [w[0] / o[0] for w, o in zip(c["with"], c["without"], strict=True)]
-        p1, paired, p3 = quartiles(rounds)
+        ratios = [w[0] / o[0] for w, o in zip(c["with"], c["without"], strict=True)]
+        p1, paired, p3 = quartiles(ratios)
         before = ""
         if "baseline" in c:
             b1, pb, b3 = quartiles([b[0] / o[0] for b, o in zip(c["baseline"], c["without"], strict=True)])
             before = (f" Before (the baseline tree): round by round {pb:.3f}x (quartiles {b1:.2f} - {b3:.2f}), "
                       f"ratio of the medians {med['baseline'][0] / wo:.3f}x.")
         return [*lines, "", f"Ratio with `--mqtt`: **{paired:.3f}x** frames/s, the median of each round's own ratio "
-                f"(quartiles {p1:.2f} - {p3:.2f}; goal >= {COST_GOAL}x: {verdict(rounds, COST_GOAL)}); "
+                f"(quartiles {p1:.2f} - {p3:.2f}; goal >= {COST_GOAL}x: {verdict(ratios, COST_GOAL)}); "
                 f"the ratio of the medians: {ratio:.3f}x.{before}", ""]
 
     def per_event_lines(pe: dict) -> list[str]:
         names = {"with": "this tree", "baseline": "before (baseline tree)"}
+        how = {True: "`PublisherProcess`, paho and the spool in a process of their own",
+               False: "`FleetPublisher` on threads of the loop's process"}
+        trees = "; ".join(f"{names[arm]}: {how[pe[arm][0]['process']]}" for arm in names if arm in pe)
         lines = [f"**Per-event CPU** of the publisher path alone ({pe['n']} events at {pe['rate']:.0f} a second against "
-                 f"the same Mosquitto, medians of {len(pe['with'])} runs; this tree: `PublisherProcess`, paho and the "
-                 "spool in a process of their own; before: `FleetPublisher` on threads of the loop's process): the "
+                 f"the same Mosquitto, medians of {len(pe['with'])} runs; {trees}): the "
                  "emitting thread (the frame loop's share), the other threads of the loop's process (they take its "
                  "GIL), and the publisher process (its own GIL, on another core when there is one).", "",
                  "| tree | emitting thread, us an event | other threads of the loop's process | publisher process | total |",
