@@ -38,6 +38,9 @@ SEQ_EVERY_S = 1.0
 ORPHAN_EXIT_S = 2.0
 #: This process yields the CPU to the frame loop when both want it (a flickering label costs
 #: paho ~150 us an event): on a busy CPU the events wait in the pipe and the spool, not the frames.
+#: It counts because this process stays in the loop's session (mqtt_process: autogrouping). Not
+#: more: at nice 5 it is still owed a quarter of a core beside a busy loop thread, more than
+#: the worst flicker measured needs (scripts/bench_fleet.py: about 200 us an event, ~900 a second).
 NICE = 5
 
 
@@ -77,6 +80,8 @@ def main() -> None:
     out: IO[bytes] = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print must not corrupt the pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this process ends
+    # Not the terminal's foreground group: a line to stderr must not stop it (``stty tostop``)
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(NICE)
     lock = threading.Lock()

@@ -137,11 +137,20 @@ class PublisherProcess(CommandRunner, EventHandoff):
     # -- the child
 
     def _spawn(self) -> None:
-        """A fresh interpreter (not a fork of this threaded process), in its own session so a
-        Ctrl-C at the terminal reaches only the parent, which then closes it in order."""
+        """A fresh interpreter (not a fork of this threaded process), in a process group of its
+        own so a Ctrl-C at the terminal reaches only the parent, which then closes it in order.
+
+        A group, not a session: with autogrouping (sched(7); on in many distributions' kernels,
+        the bench machine's too) the scheduler shares the CPU between sessions first, so a
+        child in a session of its own weighed as much as the whole frame loop and its nice
+        value counted for nothing. In the parent's session its nice value (mqtt_child.NICE)
+        counts against the loop's threads, as intended."""
         self._opened.clear()
-        proc = subprocess.Popen([sys.executable, "-m", "edgecls.device.mqtt_child"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, start_new_session=True)
+        cmd = [sys.executable, "-m", "edgecls.device.mqtt_child"]
+        if sys.version_info >= (3, 11):
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
+        else:  # no process_group= before 3.11 (and preexec_fn is unsafe in a threaded process)
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
         with self._write_lock:

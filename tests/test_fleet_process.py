@@ -16,6 +16,8 @@ from device_helpers import cached_plain_models, camera_like_frames, write_video
 from mqtt_helpers import Mosquitto, needs_mosquitto
 from test_fleet import Listener, label_changes, monitor, start_device, wait_online
 
+from edgecls.device.mqtt_child import NICE
+
 SHAPES = ["circle", "cross", "triangle", "square"]
 
 
@@ -68,6 +70,14 @@ def test_killed_run_takes_its_publisher_along_and_the_will_says_offline(model: P
         wait_online(host, ["cam"])
         child = publisher_pid(dev.pid)
         assert child != dev.pid
+        # A process group of its own (a Ctrl-C at the terminal reaches the run alone), in the run's
+        # session and so its autogroup (sched(7)): there its nice value counts against the loop.
+        assert os.getpgid(child) == child != os.getpgid(dev.pid)
+        assert os.getsid(child) == os.getsid(dev.pid)
+        autogroup = Path(f"/proc/{child}/autogroup")
+        if autogroup.exists():  # a kernel with autogrouping
+            assert autogroup.read_text().split()[0] == Path(f"/proc/{dev.pid}/autogroup").read_text().split()[0]
+        assert os.getpriority(os.PRIO_PROCESS, child) == os.getpriority(os.PRIO_PROCESS, dev.pid) + NICE
         listener = Listener(broker.url, ["edgecls/cam/claim"])
         claim = listener.wait(lambda m: m[2])[0][1]
         listener.close()
