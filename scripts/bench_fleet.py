@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark ``edgecls run --mqtt`` and ``edgecls fleet`` against issue 13; print a markdown section.
 
-    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only cost|scale] > section.md
+    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only noloss|cost|scale] [--rounds N] > section.md
 
 ``--only cost`` runs part 3 alone (a few minutes instead of the whole section); ``--only scale``
 the scale part alone (under a minute).
@@ -417,6 +417,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=COST_ROUNDS,
+                    help=f"rounds of the cost runs (default {COST_ROUNDS}); more narrow the interval of the median")
     ap.add_argument("--only", choices=["noloss", "cost", "scale"],
                     help="only the no-loss and latency part, only the cost part (frames/s with and without --mqtt, "
                          "per-event CPU), or only the scale part")
@@ -461,7 +463,7 @@ def main() -> None:
         rng = np.random.default_rng(5)
         flicker = write_video(work / "flicker.avi", [cv2.resize(render(k, rng), (320, 240))
                                                     for k in ["circle", "circle", "cross", "cross"] * (cost_s * 30 // 4)])
-        rounds = 3 if args.quick else COST_ROUNDS
+        rounds = 3 if args.quick else args.rounds
         c = cost(model, camera, work, rounds)
         ch = cost(model, flicker, work, rounds)
         pe = per_event(3)
