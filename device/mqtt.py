@@ -11,7 +11,7 @@ own, so their CPU (about 210 us an event in batches, most of it paho's own Pytho
 holds the GIL the loop needs; the loop's process spends about 20 us an event (5 on the loop
 thread, the rest in the feeder). Measured by scripts/bench_fleet.py, which also shows what is
 not yet solved: at ~2000 frames/s, with the loop filling both cores of the bench machine,
-frames/s with --mqtt read 0.90-0.95x on a camera-like file and 0.79-0.84x when the label
+frames/s with --mqtt read 0.90-0.96x on a camera-like file and 0.79-0.84x when the label
 changes on every other frame (BENCHMARKS.md: most of it comes with the publisher process
 running beside a loop that fills both cores). Command handlers (device/commands.py) run in
 this process: they need the latest frame and the model slot.
