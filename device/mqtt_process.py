@@ -146,11 +146,10 @@ class PublisherProcess(CommandRunner, EventHandoff):
         value counted for nothing. In the parent's session its nice value (mqtt_child.NICE)
         counts against the loop's threads, as intended."""
         self._opened.clear()
-        cmd = [sys.executable, "-m", "edgecls.device.mqtt_child"]
-        if sys.version_info >= (3, 11):
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
-        else:  # no process_group= before 3.11 (and preexec_fn is unsafe in a threaded process)
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        # no process_group= before 3.11 (and preexec_fn is unsafe in a threaded process)
+        group: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+        proc = subprocess.Popen([sys.executable, "-m", "edgecls.device.mqtt_child"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, **group)
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
         with self._write_lock:

@@ -78,8 +78,8 @@ TICK_S = 0.02
 #: threads): at 33 label changes a second the publisher process spent 1.2-1.5 ms of CPU an
 #: event with 20 ms ticks, 1.0-1.1 ms with these. Events are counted, not batches: a batch
 #: count cannot stay busy on long ticks (20 batches a second never come at 10 ticks a second),
-#: so a rule on batches went back and forth between the two ticks. A camera's changes, even 8 a second (the
-#: no-loss recording of scripts/bench_fleet.py), still go out within TICK_S.
+#: so a rule on batches went back and forth between the two ticks. A camera's changes, even 8
+#: a second (the no-loss recording of scripts/bench_fleet.py), still go out within TICK_S.
 BUSY_TICK_S = 0.1
 BUSY_EVENTS = 16
 BUSY_WINDOW_S = 1.0

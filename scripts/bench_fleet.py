@@ -208,7 +208,10 @@ def run_fps(cmd: list[str], baseline: bool = False) -> tuple[float, float, float
 def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
     """Alternated arms, the order rotated each round; each run starts with an empty JSONL and
     spool (the JSONL appends: a reused one would count earlier runs' label changes too)."""
+    from edgecls.device.spool import Spool
+
     broker = Mosquitto(work / "cost_broker").start()
+    broker_pid = broker.proc.pid if broker.proc else None
     arms = ["without", "with"] + (["baseline"] if BASELINE else [])
     out: dict = {arm: [] for arm in arms}
     undelivered: dict[str, list[int]] = {arm: [] for arm in arms if arm != "without"}
@@ -221,28 +224,20 @@ def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
                 (work / f"{name}.sqlite").unlink(missing_ok=True)
                 (work / f"{name}.jsonl").unlink(missing_ok=True)
                 url = broker.url if arm != "without" else None
-                held = _proc_cpu(broker.proc.pid if broker.proc else None)
+                held = _proc_cpu(broker_pid)
                 fps, cpu, total = run_fps(device_cmd(model, video, url, name, work), baseline=arm == "baseline")
                 out[arm].append((fps, cpu, total))
-                brokers[arm].append(_proc_cpu(broker.proc.pid if broker.proc else None) - held)
+                brokers[arm].append(_proc_cpu(broker_pid) - held)
                 if arm != "without":  # the frames/s counts only if the events went out too
                     events = len(label_changes(work / f"{name}.jsonl"))
-                    spooled, left = spool_state(work / f"{name}.sqlite")
-                    undelivered[arm].append(left + events - spooled)
+                    spool = Spool(work / f"{name}.sqlite")
+                    left = spool.stats()
+                    spool.close()
+                    undelivered[arm].append(left.pending + events - left.next_seq)  # not acknowledged + never spooled
                 say(f"cost {video.stem} round {r}: {arm} {fps:.0f} fps, {cpu:.2f} ms CPU a frame, {total:.1f} s CPU all processes")
     finally:
         broker.stop()
     return {**out, "events": events, "undelivered": undelivered, "broker": brokers}
-
-
-def spool_state(path: Path) -> tuple[int, int]:
-    """(events given a seq, events not yet acknowledged) in a finished run's spool."""
-    db = sqlite3.connect(path)
-    try:
-        spooled = int(db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
-        return spooled, int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-    finally:
-        db.close()
 
 
 def _proc_cpu(pid: int | None) -> float:
