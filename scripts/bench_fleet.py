@@ -531,7 +531,7 @@ def main() -> None:
             f"{'the given ' + model.name if args.model else 'a 3-class int8 CNN with random weights'}.", ""]
     cost_part = [
             f"**Cost**: `edgecls run --headless --quiet --jsonl` on one file, with `--mqtt` and without, alternated, "
-            f"{len(c['without'])} rounds each (the order rotated), medians; each run starts with an empty JSONL "
+            f"{rounds} rounds each (the order rotated), medians; each run starts with an empty JSONL "
             "and spool. The goal is judged on the median of each round's own ratio: this shared machine's speed "
             "drifts by 10-20 % over seconds (runs of the same code spread that much), and the runs of one round "
             "are next to each other in time. CPU ms a frame: the CPU of the loop's process during the loop (all its threads; the "
