@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +18,11 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A shell without job control starts a background job (``scripts/test &``, nohup) with SIGINT
+# ignored, and an ignored signal stays ignored across exec: the Ctrl-C tests' children would
+# never see their SIGINT. A handler of ours is reset to the default at exec, so they do.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 REPO = Path(__file__).resolve().parents[1]
 #: The session's run trains the article's 5 epochs and then 3 more (fixed, no early stopping:
 #: its first 5 epochs are exactly the article's run). The int8 model moves a probability by
