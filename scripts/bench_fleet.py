@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark ``edgecls run --mqtt`` and ``edgecls fleet`` against issue 13; print a markdown section.
 
-    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only noloss|cost|scale] [--rounds N] > section.md
+    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only noloss|cost|scale] [--rounds N] [--recording camera|flicker] > section.md
 
 ``--only cost`` runs part 3 alone (a few minutes instead of the whole section); ``--only scale``
 the scale part alone (under a minute).
