@@ -42,14 +42,13 @@ import os
 import platform
 import re
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests")]
@@ -58,6 +57,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from device_helpers import camera_like_frames, write_video  # noqa: E402
 from mqtt_helpers import MOSQUITTO, Mosquitto  # noqa: E402
+
+if TYPE_CHECKING:
+    from edgecls.device.spool import SpoolStats
 
 SHAPES = ["circle", "cross", "triangle", "square", "star", "ring"]
 COST_GOAL = 0.95
@@ -166,10 +168,8 @@ def no_loss(model: Path, video: Path, work: Path, devices: int, kills: int, seco
     for n, err in zip(names, errs, strict=True):
         got = received.get(n, {})
         ok_frames = [(got[s][0]["frame"], got[s][0]["label"]) for s in sorted(got)] == expected[n]
-        con = sqlite3.connect(work / f"{n}.sqlite")
-        left = con.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        con.close()
-        rows.append({"device": n, "emitted": len(expected[n]), "received": len(got), "left": left,
+        rows.append({"device": n, "emitted": len(expected[n]), "received": len(got),
+                     "left": spool_stats(work / f"{n}.sqlite").pending,
                      "missing": len(set(range(len(expected[n]))) - set(got)), "in_order_match": ok_frames,
                      "reconnects": err.count("reconnected to"), "duplicates": host.devices[n].seqs.duplicates})
         for event, t in got.values():
@@ -208,8 +208,6 @@ def run_fps(cmd: list[str], baseline: bool = False) -> tuple[float, float, float
 def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
     """Alternated arms, the order rotated each round; each run starts with an empty JSONL and
     spool (the JSONL appends: a reused one would count earlier runs' label changes too)."""
-    from edgecls.device.spool import Spool
-
     broker = Mosquitto(work / "cost_broker").start()
     broker_pid = broker.proc.pid if broker.proc else None
     arms = ["without", "with"] + (["baseline"] if BASELINE else [])
@@ -230,14 +228,23 @@ def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
                 brokers[arm].append(_proc_cpu(broker_pid) - held)
                 if arm != "without":  # the frames/s counts only if the events went out too
                     events = len(label_changes(work / f"{name}.jsonl"))
-                    spool = Spool(work / f"{name}.sqlite")
-                    left = spool.stats()
-                    spool.close()
+                    left = spool_stats(work / f"{name}.sqlite")
                     undelivered[arm].append(left.pending + events - left.next_seq)  # not acknowledged + never spooled
                 say(f"cost {video.stem} round {r}: {arm} {fps:.0f} fps, {cpu:.2f} ms CPU a frame, {total:.1f} s CPU all processes")
     finally:
         broker.stop()
     return {**out, "events": events, "undelivered": undelivered, "broker": brokers}
+
+
+def spool_stats(path: Path) -> SpoolStats:
+    """A finished run's spool, read through the device's own Spool: its ``SpoolStats``."""
+    from edgecls.device.spool import Spool
+
+    spool = Spool(path)
+    try:
+        return spool.stats()
+    finally:
+        spool.close()
 
 
 def _proc_cpu(pid: int | None) -> float:
@@ -455,14 +462,17 @@ def main() -> None:
         say(f"writing the cost recordings ({cost_s} s each)")
         from edgecls.demo_data import DemoVideoOptions, generate_video, render
 
-        camera = work / "camera.avi"
-        generate_video(camera, DemoVideoOptions(classes=2, seconds=cost_s, width=320, height=240, seed=3))
-        rng = np.random.default_rng(5)
-        flicker = write_video(work / "flicker.avi", [cv2.resize(render(k, rng), (320, 240))
-                                                    for k in ["circle", "circle", "cross", "cross"] * (cost_s * 30 // 4)])
         rounds = 3 if args.quick else args.rounds
-        c = cost(model, camera, work, rounds) if args.recording in (None, "camera") else None
-        ch = cost(model, flicker, work, rounds) if args.recording in (None, "flicker") else None
+        c = ch = None
+        if args.recording in (None, "camera"):
+            camera = work / "camera.avi"
+            generate_video(camera, DemoVideoOptions(classes=2, seconds=cost_s, width=320, height=240, seed=3))
+            c = cost(model, camera, work, rounds)
+        if args.recording in (None, "flicker"):
+            rng = np.random.default_rng(5)
+            flicker = write_video(work / "flicker.avi", [cv2.resize(render(k, rng), (320, 240)) for k in
+                                                        ["circle", "circle", "cross", "cross"] * (cost_s * 30 // 4)])
+            ch = cost(model, flicker, work, rounds)
         pe = per_event(3)
         s = None if args.only else scale(work, 50)
     def cost_lines(c: dict, what: str) -> list[str]:
