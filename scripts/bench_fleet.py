@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark ``edgecls run --mqtt`` and ``edgecls fleet`` against issue 13; print a markdown section.
 
-    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only noloss|cost|scale] [--rounds N] [--recording camera|flicker] > section.md
+    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only noloss|cost|scale] [--rounds N] [--recording camera|flicker] [--spare-core] > section.md
 
 ``--only cost`` runs part 3 alone (a few minutes instead of the whole section); ``--only scale``
 the scale part alone (under a minute).
@@ -20,7 +20,8 @@ the scale part alone (under a minute).
    changing on every other frame (a model that flickers). Decoded as fast as they go.
    With ``EDGECLS_BENCH_BASELINE=DIR`` (an older tree's import path, e.g. a ``git archive``
    with ``device/`` copied to ``edgecls/device``) a third arm runs ``--mqtt`` from that tree,
-   in the same rounds.
+   in the same rounds. ``--spare-core`` runs every arm as on a device with a core to spare:
+   the run on all CPUs but the last, its publisher process and the broker on the last.
    Per-event CPU: the publisher path alone against the broker, 3000 events at 500 a second
    (this tree: ``PublisherProcess``, paho and the spool in a child process; a baseline tree
    without it: ``FleetPublisher`` on threads); CPU per event of the emitting thread (the
@@ -185,31 +186,76 @@ def rotated(arms: list[str], r: int) -> list[str]:
     return arms[r % len(arms):] + arms[:r % len(arms)]
 
 
-def run_fps(cmd: list[str], baseline: bool = False) -> tuple[float, float, float]:
+def spare_core_split() -> tuple[set[int], set[int]]:
+    """``--spare-core``: (the run's CPUs, the publisher's): the last CPU this process may use
+    goes to the publisher process, the broker and this bench; the run gets the others."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("bench_fleet: --spare-core needs at least 2 CPUs")
+    return set(cpus[:-1]), {cpus[-1]}
+
+
+def _pin_children(pid: int, cpus: set[int]) -> None:
+    """Every thread of every child process of ``pid`` onto ``cpus`` (a thread started later
+    inherits its starter's CPUs; those started before are caught by the next call)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return
+    for child in children:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{child}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                if os.sched_getaffinity(tid) != cpus:
+                    os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass  # the thread ended
+
+
+def run_fps(cmd: list[str], baseline: bool = False, spare: tuple[set[int], set[int]] | None = None) -> tuple[float, float, float]:
     """frames/s and CPU ms a frame (the loop's process, all its threads, during the loop) from
     the run's closing line; and CPU seconds of the whole run, every process (the publisher
-    process too; start-up and model loading included)."""
+    process too; start-up and model loading included). ``spare``: the run on the first CPUs,
+    its publisher process moved to the second (every 20 ms, from its start on)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     if baseline:
         env["PYTHONPATH"] = str(BASELINE)
+    if spare is not None:
+        cmd = ["taskset", "--cpu-list", ",".join(map(str, sorted(spare[0]))), *cmd]
     LOADS.append(os.getloadavg()[0])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     # cwd: not the repository: ``python -m`` puts the working directory first on sys.path, and
     # the repository's edgecls/ would shadow the baseline tree's (the baseline arm of sessions
     # 4 and 5 ran this tree: BENCHMARKS.md says so)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env, cwd=tempfile.gettempdir())
+        while spare is not None and proc.poll() is None:
+            _pin_children(proc.pid, spare[1])
+            time.sleep(0.02)
+        proc.wait()
+        err.seek(0)
+        stderr = err.read()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    m = re.search(r"\(([\d.]+) fps, ([\d.]+) ms CPU a frame", proc.stderr)
+    m = re.search(r"\(([\d.]+) fps, ([\d.]+) ms CPU a frame", stderr)
     if proc.returncode != 0 or m is None:
-        raise RuntimeError(proc.stderr[-2000:])
+        raise RuntimeError(stderr[-2000:])
     return float(m.group(1)), float(m.group(2)), after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
+def cost(model: Path, video: Path, work: Path, rounds: int, spare: tuple[set[int], set[int]] | None = None) -> dict:
     """Alternated arms, the order rotated each round; each run starts with an empty JSONL and
-    spool (the JSONL appends: a reused one would count earlier runs' label changes too)."""
+    spool (the JSONL appends: a reused one would count earlier runs' label changes too).
+    ``spare``: every arm's run on the first CPUs; the publisher process, the broker and this
+    bench on the second."""
     broker = Mosquitto(work / "cost_broker").start()
     broker_pid = broker.proc.pid if broker.proc else None
+    mine = os.sched_getaffinity(0)
+    if spare is not None and broker_pid is not None:
+        os.sched_setaffinity(broker_pid, spare[1])
+        os.sched_setaffinity(0, spare[1])
     arms = ["without", "with"] + (["baseline"] if BASELINE else [])
     out: dict = {arm: [] for arm in arms}
     undelivered: dict[str, list[int]] = {arm: [] for arm in arms if arm != "without"}
@@ -223,7 +269,8 @@ def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
                 (work / f"{name}.jsonl").unlink(missing_ok=True)
                 url = broker.url if arm != "without" else None
                 held = _proc_cpu(broker_pid)
-                fps, cpu, total = run_fps(device_cmd(model, video, url, name, work), baseline=arm == "baseline")
+                fps, cpu, total = run_fps(device_cmd(model, video, url, name, work), baseline=arm == "baseline",
+                                          spare=spare)
                 out[arm].append((fps, cpu, total))
                 brokers[arm].append(_proc_cpu(broker_pid) - held)
                 if arm != "without":  # the frames/s counts only if the events went out too
@@ -233,6 +280,7 @@ def cost(model: Path, video: Path, work: Path, rounds: int) -> dict:
                 say(f"cost {video.stem} round {r}: {arm} {fps:.0f} fps, {cpu:.2f} ms CPU a frame, {total:.1f} s CPU all processes")
     finally:
         broker.stop()
+        os.sched_setaffinity(0, mine)  # what this bench starts next runs where it likes
     return {**out, "events": events, "undelivered": undelivered, "broker": brokers}
 
 
@@ -426,6 +474,9 @@ def main() -> None:
                          "per-event CPU), or only the scale part")
     ap.add_argument("--recording", choices=["camera", "flicker"],
                     help="cost runs on this recording only (default: both); all the rounds go to one question")
+    ap.add_argument("--spare-core", action="store_true",
+                    help="cost runs as on a device whose frame loop leaves a core free (a Pi 4 or 5): every run on "
+                         "all CPUs but the last, its publisher process, the broker and this bench on the last")
     ap.add_argument("--per-event-worker", nargs=2, type=float, metavar=("N", "RATE"), help=argparse.SUPPRESS)
     ap.add_argument("--paho-floor-worker", nargs=2, type=float, metavar=("N", "RATE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -463,16 +514,17 @@ def main() -> None:
         from edgecls.demo_data import DemoVideoOptions, generate_video, render
 
         rounds = 3 if args.quick else args.rounds
+        spare = spare_core_split() if args.spare_core else None
         c = ch = None
         if args.recording in (None, "camera"):
             camera = work / "camera.avi"
             generate_video(camera, DemoVideoOptions(classes=2, seconds=cost_s, width=320, height=240, seed=3))
-            c = cost(model, camera, work, rounds)
+            c = cost(model, camera, work, rounds, spare)
         if args.recording in (None, "flicker"):
             rng = np.random.default_rng(5)
             flicker = write_video(work / "flicker.avi", [cv2.resize(render(k, rng), (320, 240)) for k in
                                                         ["circle", "circle", "cross", "cross"] * (cost_s * 30 // 4)])
-            ch = cost(model, flicker, work, rounds)
+            ch = cost(model, flicker, work, rounds, spare)
         pe = per_event(3)
         s = None if args.only else scale(work, 50)
     def cost_lines(c: dict, what: str) -> list[str]:
@@ -549,6 +601,10 @@ def main() -> None:
             "- without) x frames / events; CPU s a run: every process of the run, start to end (start-up, model "
             "loading and the publisher process included), and the broker's, which shares this machine's two cores "
             "here (in a deployment it runs on another machine). "
+            + (f"**`--spare-core`**: as on a device whose frame loop leaves a core free (a Pi 4 or 5, 4 cores: "
+               f"the loop's capture and inference threads use about 2): every run of every arm on CPU "
+               f"{','.join(map(str, sorted(spare[0])))}, its publisher process, the broker and this bench on CPU "
+               f"{','.join(map(str, sorted(spare[1])))}. " if spare is not None else "") +
             f"{'Two recordings' if c is not None and ch is not None else 'A recording'} of the "
             f"demo's classes, {cost_s} s of 320x240, decoded as fast as they go:", "",
             *(cost_lines(c, "What a camera sees (`edgecls demo-video`: the scene changes every 2 s, moving, sensor noise)")
