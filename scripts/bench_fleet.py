@@ -195,6 +195,11 @@ def spare_core_split() -> tuple[set[int], set[int]]:
     return set(cpus[:-1]), {cpus[-1]}
 
 
+def cpu_list(cpus: set[int]) -> str:
+    """CPUs as ``taskset --cpu-list`` and the section's text write them: ``0,1``."""
+    return ",".join(map(str, sorted(cpus)))
+
+
 def _pin_children(pid: int, cpus: set[int]) -> None:
     """Every thread of every child process of ``pid`` onto ``cpus`` (a thread started later
     inherits its starter's CPUs; those started before are caught by the next call)."""
@@ -224,14 +229,14 @@ def run_fps(cmd: list[str], baseline: bool = False, spare: tuple[set[int], set[i
     if baseline:
         env["PYTHONPATH"] = str(BASELINE)
     if spare is not None:
-        cmd = ["taskset", "--cpu-list", ",".join(map(str, sorted(spare[0]))), *cmd]
+        cmd = ["taskset", "--cpu-list", cpu_list(spare[0]), *cmd]
     LOADS.append(os.getloadavg()[0])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     # cwd: not the repository: ``python -m`` puts the working directory first on sys.path, and
     # the repository's edgecls/ would shadow the baseline tree's (the baseline arm of sessions
     # 4 and 5 ran this tree: BENCHMARKS.md says so)
     with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env, cwd=tempfile.gettempdir())
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=tempfile.gettempdir())
         while spare is not None and proc.poll() is None:
             _pin_children(proc.pid, spare[1])
             time.sleep(0.02)
@@ -603,8 +608,8 @@ def main() -> None:
             "here (in a deployment it runs on another machine). "
             + (f"**`--spare-core`**: as on a device whose frame loop leaves a core free (a Pi 4 or 5, 4 cores: "
                f"the loop's capture and inference threads use about 2): every run of every arm on CPU "
-               f"{','.join(map(str, sorted(spare[0])))}, its publisher process, the broker and this bench on CPU "
-               f"{','.join(map(str, sorted(spare[1])))}. " if spare is not None else "") +
+               f"{cpu_list(spare[0])}, its publisher process, the broker and this bench on CPU "
+               f"{cpu_list(spare[1])}. " if spare is not None else "") +
             f"{'Two recordings' if c is not None and ch is not None else 'A recording'} of the "
             f"demo's classes, {cost_s} s of 320x240, decoded as fast as they go:", "",
             *(cost_lines(c, "What a camera sees (`edgecls demo-video`: the scene changes every 2 s, moving, sensor noise)")
