@@ -12,10 +12,12 @@ holds the GIL the loop needs; the loop's process spends about 20 us an event (5 
 thread, the rest in the feeder). Measured by scripts/bench_fleet.py, which also shows what is
 not yet solved: at ~2000 frames/s, with the loop filling both cores of the bench machine,
 frames/s with --mqtt read 0.90-0.96x on a camera-like file and 0.79-0.84x when the label
-changes on every other frame (BENCHMARKS.md). Most of it comes with the publisher process
-running; on the bench's 2-CPU machine it stays when that process and the broker have a CPU of
-their own, and when there is nothing to publish (BENCHMARKS.md, session 9): where it goes is
-not pinned down. Command handlers (device/commands.py) run in this process: they need the
+changes on every other frame (BENCHMARKS.md). It comes with the publisher process at work:
+on the bench's 2-CPU machine it stays when that process and the broker have a CPU of their own
+(0.973x over 90 rounds), with nothing to publish, and with the broker unreachable; this side
+costs nothing measurable (a do-nothing child behind the same pipe: 1.04x), nor does load on
+the other CPU. The spool's fsync a batch is the lead (BENCHMARKS.md, session 10), not proven.
+Command handlers (device/commands.py) run in this process: they need the
 latest frame and the model slot.
 """
 
