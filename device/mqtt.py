@@ -16,9 +16,10 @@ changes on every other frame (BENCHMARKS.md). It comes with the publisher proces
 on the bench's 2-CPU machine it stays when that process and the broker have a CPU of their own
 (0.973x over 90 rounds), with nothing to publish, and with the broker unreachable; this side
 costs nothing measurable (a do-nothing child behind the same pipe: 1.04x), nor does load on
-the other CPU. The spool's fsync a batch is the lead (BENCHMARKS.md, session 10), not proven.
-Command handlers (device/commands.py) run in this process: they need the
-latest frame and the model slot.
+the other CPU. On that machine it is the spool's fsync a batch: at synchronous=NORMAL it goes
+(1.05x against as built; BENCHMARKS.md, session 10).
+Command handlers (device/commands.py) run in this process: they need the latest frame and the
+model slot.
 """
 
 from __future__ import annotations
