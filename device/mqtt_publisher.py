@@ -66,6 +66,9 @@ log = logging.getLogger("edgecls.device")
 #: BUSY_TICK_S is 10000 a second, ten times the worst flicker measured).
 WINDOW = 1000
 STATS_EVERY_S = 5.0
+#: Events are stored without an fsync while the broker keeps up (device/spool.py): connected,
+#: and nothing in flight unacknowledged for longer than this. Otherwise they wait, fsynced.
+ACK_WAIT_S = 1.0
 #: How long close() waits for spooled events to be acknowledged before it gives up (they
 #: stay in the spool and go out on the next start).
 FLUSH_S = 5.0
@@ -250,7 +253,7 @@ class FleetPublisher(CommandRunner, EventHandoff):
         self._connected = threading.Event()
         self._just_connected = False
         self._ever_connected = False
-        self._inflight: dict[int, tuple[int, bytes]] = {}  # mid -> (seq, payload)
+        self._inflight: dict[int, tuple[int, bytes, float]] = {}  # mid -> (seq, payload, sent at), oldest first
         self._recent: deque[tuple[float, int, bytes]] = deque()  # (acked at, seq, payload), last REPLAY_S
         self._lost_at: float | None = None
         self.replayed = 0
@@ -388,12 +391,20 @@ class FleetPublisher(CommandRunner, EventHandoff):
             makers.append(lambda seq, e=event: dumps({"seq": seq, "instance": self.instance, **e}))  # type: ignore[misc]
         if makers:
             self._pacer.batch(time.monotonic(), len(makers))
-            seq, dropped = self.spool.append_many(makers)
+            seq, dropped = self.spool.append_many(makers, sync=self._events_wait())
             self.last_seq = seq
             if dropped:
                 self.dropped_now += dropped
                 log.warning("MQTT spool %s full: dropped the %d oldest event(s) (%d this run); the host sees the gap in seq",
                             self.spool.path, dropped, self.dropped_now)
+
+    def _events_wait(self) -> bool:
+        """Will events stored now wait in the spool: the broker away, or the oldest event in
+        flight unacknowledged for ``ACK_WAIT_S``? Then their commit is fsynced."""
+        if not self._connected.is_set():
+            return True
+        oldest = next(iter(self._inflight.values()), None)
+        return oldest is not None and time.monotonic() - oldest[2] > ACK_WAIT_S
 
     def _take_acks(self) -> None:
         done: list[int] = []
@@ -401,7 +412,7 @@ class FleetPublisher(CommandRunner, EventHandoff):
             sent = self._inflight.pop(self._acks.popleft(), None)
             if sent is not None:
                 done.append(sent[0])
-                self._recent.append((time.monotonic(), *sent))
+                self._recent.append((time.monotonic(), sent[0], sent[1]))
         horizon = time.monotonic() - REPLAY_S
         while self._recent and self._recent[0][0] < horizon:
             self._recent.popleft()
@@ -417,7 +428,7 @@ class FleetPublisher(CommandRunner, EventHandoff):
             return  # everything this run spooled is out (and seqs only grow): no query a tick
         for seq, payload in self.spool.pending(self._sent_upto, room):
             info = self.client.publish(self.topics.events, payload, qos=1)
-            self._inflight[info.mid] = (seq, payload)
+            self._inflight[info.mid] = (seq, payload, time.monotonic())
             self._sent_upto = seq
 
     def _replay(self) -> None:
@@ -441,7 +452,8 @@ class FleetPublisher(CommandRunner, EventHandoff):
     def _publish_stats(self) -> None:
         s = self.spool.stats()
         stats = {**self._stats_fn(), "spool_pending": s.pending, "spool_bytes": s.bytes, "spool_dropped": s.dropped,
-                 "next_seq": s.next_seq, "delivered": self.delivered, "replayed": self.replayed, "connected": self._connected.is_set()}
+                 "spool_skipped": s.skipped, "next_seq": s.next_seq, "delivered": self.delivered,
+                 "replayed": self.replayed, "connected": self._connected.is_set()}
         self.publish(self.topics.stats, dumps(stats), retain=True)
 
     def state_changed(self) -> None:

@@ -5,22 +5,34 @@ Why sqlite3 (stdlib) and not hand-written segment files: one transaction assigns
 either the event with its seq or neither; deleting an acknowledged event is one statement;
 and a torn write is the database's problem, not ours.
 
-Durability, in WAL mode: the transaction that assigns seqs and stores events commits with
-``synchronous=FULL`` (the WAL is fsynced before the commit returns, and so before any of those
-events is handed to the network), so neither a killed process nor a power cut can make seq go
-back to a number the host may already have. The publisher stores a whole batch per
-transaction, so that is one fsync per batch, not per event. Deleting acknowledged events
-commits with ``synchronous=NORMAL`` (no fsync): a power cut may undo the last deletes, and
-those events are then sent again; the host drops the repeats by seq.
+Durability, in WAL mode. A transaction that stores events while they wait (the broker is
+away, or has not acknowledged the last batch within ``ACK_WAIT_S``) commits with
+``synchronous=FULL``: the WAL is fsynced before the commit returns, so a power cut cannot take
+an event the spool was trusted to keep. While the broker acknowledges each batch as it goes,
+events are stored with ``synchronous=NORMAL`` (no fsync): a power cut may take those not yet
+acknowledged (at most ``ACK_WAIT_S`` of them: the next fsync'd commit makes every earlier one
+durable too), as it takes the events still queued in memory; a killed process takes none (the
+kernel holds the commit). The fsync a batch was the whole cost of ``--mqtt``
+to the frame loop on the bench machine (BENCHMARKS.md, session 10). Deleting acknowledged
+events commits with NORMAL: a power cut may undo the last deletes, and those events are then
+sent again; the host drops the repeats by seq.
 
-``seq`` comes from a counter row, never from ``max(seq)+1``: when every event was delivered and
-deleted, a restart still continues after the last number, so seq never repeats or goes back.
-A lock file keeps a second process (the same --device-id twice) off the same spool.
+``seq`` never repeats or goes back, power cut or not. It comes from a counter row, never from
+``max(seq)+1`` (when every event was delivered and deleted, a restart continues after the last
+number), and a commit without an fsync only ever hands out seqs below a reservation that is on
+disk: every ``SEQ_BLOCK`` seqs one commit raises it, with FULL. A spool reopened in the same
+boot (the process was killed; the kernel kept every commit) goes on from its counter; one
+reopened after a reboot that followed an unclean stop goes on past the reservation, and counts
+the seqs it skips (``skipped``, in the device's stats): the host sees them as a gap, which
+may also hold events a power cut took. A clean close lowers the reservation to the counter,
+so a clean stop never leaves a gap. A lock file keeps a second process (the same
+--device-id twice) off the same spool.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -30,10 +42,15 @@ from pathlib import Path
 
 from edgecls.errors import OutputError
 
+log = logging.getLogger("edgecls.device")
+
 DEFAULT_MAX_EVENTS = 100_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 #: Seqs per ``IN (...)`` list when acknowledging (well under sqlite's oldest 999-variable limit).
 ACK_CHUNK = 500
+#: Seqs handed out per fsync'd reservation: the most a reboot after a power cut can skip.
+SEQ_BLOCK = 1000
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,7 @@ class SpoolStats:
     bytes: int
     dropped: int
     next_seq: int
+    skipped: int = 0
 
 
 class Spool:
@@ -69,34 +87,62 @@ class Spool:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 0), ('dropped', 0)")
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 0), ('dropped', 0), ('reserved', 0), "
+                             "('boot', 0), ('skipped', 0)")
+            self._sync = True
+            self._next, self._reserved = self._resume()
             row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events").fetchone()
         except sqlite3.Error as err:
             self._lockfile.close()
             raise OutputError(f"the MQTT spool {self.path} is unusable ({err}); move it away to start a new one") from None
         self._count, self._bytes = int(row[0]), int(row[1])
 
+    def _resume(self) -> tuple[int, int]:
+        """The next seq and the reservation at open. After a reboot (or with no boot id to tell),
+        commits made without an fsync may be gone: go on past the reservation, which holds."""
+        boot = boot_id()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            nxt, reserved, last_boot = (self._meta(k) for k in ("next_seq", "reserved", "boot"))
+            if (boot == 0 or boot != last_boot) and reserved > nxt:
+                self._db.execute("UPDATE meta SET value=value+? WHERE key='skipped'", (reserved - nxt,))
+                nxt = reserved
+            self._db.executemany("UPDATE meta SET value=? WHERE key=?",
+                                 [(nxt, "next_seq"), (nxt, "reserved"), (boot, "boot")])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return nxt, nxt
+
+    def _synchronous(self, full: bool) -> None:
+        if full != self._sync:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
+            self._sync = full
+
     def _meta(self, key: str) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
 
-    def append(self, make_payload: Callable[[int], bytes]) -> tuple[int, int]:
+    def append(self, make_payload: Callable[[int], bytes], *, sync: bool = True) -> tuple[int, int]:
         """Store ``make_payload(seq)`` under the next seq; returns (seq, events dropped to make room)."""
-        return self.append_many([make_payload])
+        return self.append_many([make_payload], sync=sync)
 
-    def append_many(self, makers: list[Callable[[int], bytes]]) -> tuple[int, int]:
+    def append_many(self, makers: list[Callable[[int], bytes]], *, sync: bool = True) -> tuple[int, int]:
         """Several events in one transaction (one commit, not one per event); returns (last
-        seq, events dropped to make room)."""
+        seq, events dropped to make room). ``sync=False``: no fsync (the events go straight
+        out; see the module docstring), unless the batch needs a new seq reservation."""
         with self._lock:
+            first = self._next
+            last = first + len(makers) - 1
+            reserved = self._reserved if last < self._reserved else last + 1 + SEQ_BLOCK
+            self._synchronous(sync or reserved != self._reserved)
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._meta("next_seq")
-                rows = []
-                for make_payload in makers:
-                    rows.append((seq, make_payload(seq)))
-                    seq += 1
+                rows = [(seq, make(seq)) for seq, make in enumerate(makers, start=first)]
                 self._db.executemany("INSERT INTO events VALUES (?, ?)", rows)
-                self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seq,))
-                seq -= 1
+                self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (last + 1,))
+                if reserved != self._reserved:
+                    self._db.execute("UPDATE meta SET value=? WHERE key='reserved'", (reserved,))
                 count = self._count + len(rows)
                 size, dropped = self._bytes + sum(len(p) for _s, p in rows), 0
                 while count > 1 and (count > self.max_events or size > self.max_bytes):
@@ -110,7 +156,8 @@ class Spool:
                 self._db.execute("ROLLBACK")
                 raise
             self._count, self._bytes = count, size
-            return seq, dropped
+            self._next, self._reserved = last + 1, reserved
+            return last, dropped
 
     def pending(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` events with seq > ``after``, oldest first."""
@@ -126,7 +173,7 @@ class Spool:
         if not seqs:
             return
         with self._lock:
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._synchronous(False)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 gone = size = 0
@@ -141,19 +188,36 @@ class Spool:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            finally:
-                self._db.execute("PRAGMA synchronous=FULL")
             self._count -= gone
             self._bytes -= size
 
     def stats(self) -> SpoolStats:
         with self._lock:
-            return SpoolStats(self._count, self._bytes, self._meta("dropped"), self._meta("next_seq"))
+            return SpoolStats(self._count, self._bytes, self._meta("dropped"), self._next, self._meta("skipped"))
 
     def close(self) -> None:
+        """A clean stop: the reservation comes down to the counter (so the next start, even
+        after a reboot, leaves no gap), in one fsync'd commit that also makes every event
+        stored without an fsync durable."""
         with self._lock:
+            try:
+                self._synchronous(True)
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("UPDATE meta SET value=? WHERE key='reserved'", (self._next,))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as err:  # the next start after a reboot skips a block: no harm
+                log.warning("MQTT spool %s: could not record a clean stop (%s)", self.path, err)
             self._db.close()
             self._lockfile.close()  # the lock goes last, after the database is closed
+
+
+def boot_id() -> int:
+    """This boot's id (Linux), 0 when there is none to read: then every start counts as
+    after a reboot."""
+    try:
+        return int(BOOT_ID.read_text(encoding="ascii").strip().replace("-", "")[:15], 16)
+    except (OSError, ValueError):
+        return 0
 
 
 def default_spool_path(device_id: str) -> Path:

@@ -64,6 +64,7 @@ class DeviceView:
             "seq": state.get("seq"),
             "seq_gaps": self.seqs.gaps,
             "spool_dropped": stats.get("spool_dropped"),
+            "spool_skipped": stats.get("spool_skipped"),
             "spool_pending": stats.get("spool_pending"),
             "host": (self.claim or {}).get("host"),
         }

@@ -557,8 +557,11 @@ def main() -> None:
         before = ""
         if "baseline" in c:
             b1, pb, b3 = quartiles([b[0] / o[0] for b, o in zip(c["baseline"], c["without"], strict=True)])
+            vs = [w[0] / b[0] for w, b in zip(c["with"], c["baseline"], strict=True)]
+            lo, hi = median_interval(vs)
             before = (f" Before (the baseline tree): round by round {pb:.3f}x (quartiles {b1:.2f} - {b3:.2f}), "
-                      f"ratio of the medians {med['baseline'][0] / wo:.3f}x.")
+                      f"ratio of the medians {med['baseline'][0] / wo:.3f}x. This tree against the baseline tree, "
+                      f"round by round: {statistics.median(vs):.3f}x (90 % interval of the median {lo:.3f} - {hi:.3f}).")
         short = {arm: sum(1 for u in left if u) for arm, left in c["undelivered"].items()}
         delivered = "; ".join(f"{names[arm]}: " + (f"every run's events acknowledged by the broker before it exited "
                                                   f"({len(c['undelivered'][arm])} runs)" if not n else

@@ -92,6 +92,95 @@ def test_spool_batches_keep_order_count_drops_and_bytes(tmp_path: Path) -> None:
     again.close()
 
 
+_WRITER = """
+import os, shutil, signal, sys
+from pathlib import Path
+from edgecls.device import spool as spool_mod
+spool_mod.BOOT_ID = Path(sys.argv[2])
+path = Path(sys.argv[1])
+spool = spool_mod.Spool(path)
+spool.append(lambda seq: b"first", sync=False)  # the first seq of a block: fsynced, with its reservation
+for name in (path.name, path.name + "-wal"):  # what a disk holds after the last fsync
+    shutil.copy(path.with_name(name), path.with_name(name + ".fsynced"))
+for _ in range(30):
+    last, _gone = spool.append_many([lambda seq: b"went out"] * 10, sync=False)
+print(last, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _boot(path: Path, n: int) -> Path:
+    path.write_text(f"{n:08x}-0000-4000-8000-000000000000\n")
+    return path
+
+
+@pytest.mark.parametrize("power_cut", [False, True])
+def test_spool_seq_never_repeats_after_a_kill_or_a_power_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             power_cut: bool) -> None:
+    """Events stored without an fsync are handed out only below a reservation that is on disk.
+    A process SIGKILLed after 301 such events: in the same boot the next start goes on from
+    the counter (no gap); after a power cut (the files as they were at the last fsync, a new
+    boot id) it goes on past the reservation, above every seq that may have gone out, and
+    says how many it skipped. A clean close then leaves no gap even across a reboot."""
+    import subprocess
+    import sys
+
+    from edgecls.device import spool as spool_mod
+
+    path, boot = tmp_path / "s.sqlite", _boot(tmp_path / "boot_id", 1)
+    out = subprocess.run([sys.executable, "-c", _WRITER, str(path), str(boot)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == -9, out.stderr
+    last = int(out.stdout)
+    assert last == 300
+    if power_cut:
+        for name in (path.name, path.name + "-wal"):
+            path.with_name(name + ".fsynced").replace(path.with_name(name))
+        path.with_name(path.name + "-shm").unlink(missing_ok=True)
+        boot = _boot(boot, 2)
+    monkeypatch.setattr(spool_mod, "BOOT_ID", boot)
+    spool = spool_mod.Spool(path)
+    seq = spool.append(lambda seq: b"after")[0]
+    stats = spool.stats()
+    if power_cut:  # the disk had seq 0 and a reservation past it: resume there
+        assert seq == 1 + spool_mod.SEQ_BLOCK > last and stats.skipped == spool_mod.SEQ_BLOCK
+        assert [s for s, _ in spool.pending(-1, 10)] == [0, seq]
+    else:
+        assert (seq, stats.skipped) == (last + 1, 0)
+    spool.close()
+    monkeypatch.setattr(spool_mod, "BOOT_ID", _boot(boot, 3))  # a reboot after a clean stop
+    again = spool_mod.Spool(path)
+    assert again.append(lambda seq: b"x")[0] == seq + 1 and again.stats().skipped == stats.skipped
+    again.close()
+
+
+def test_spool_fsyncs_a_batch_that_waits_or_reserves_seqs(tmp_path: Path) -> None:
+    """The commit of a batch asked to wait (sync=True), and of one that raises the seq
+    reservation, runs at synchronous=FULL; a batch that goes straight out at NORMAL."""
+    from edgecls.device.spool import SEQ_BLOCK, Spool
+
+    spool = Spool(tmp_path / "s.sqlite")
+    modes: list[str] = []
+    mode = ["FULL"]
+
+    def trace(sql: str) -> None:
+        if sql.startswith("PRAGMA synchronous="):
+            mode[0] = sql.split("=")[1]
+        elif sql == "COMMIT":
+            modes.append(mode[0])
+
+    spool._db.set_trace_callback(trace)
+    spool.append(lambda seq: b"a", sync=False)  # seq 0 takes the first block: up to SEQ_BLOCK
+    spool.append_many([lambda seq: b"b"] * (SEQ_BLOCK - 1), sync=False)
+    spool.append(lambda seq: b"c", sync=True)  # seq SEQ_BLOCK, still in the block
+    spool.append(lambda seq: b"d", sync=False)  # the block's end: a new reservation
+    spool.append(lambda seq: b"e", sync=False)
+    spool.ack([0, 1])
+    assert modes == ["FULL", "NORMAL", "FULL", "FULL", "NORMAL", "NORMAL"]
+    spool.close()
+    assert modes[6:] == ["FULL"]  # the clean close
+
+
 def _collect(url: str, topic: str, out: list[dict[str, Any]], ready: threading.Event, *, keep: bool = False) -> Any:
     """A subscriber; ``keep``: a persistent session, so the broker queues for it while it is away."""
     client = make_client(parse_broker(url), "collector", clean_session=not keep)
@@ -172,6 +261,77 @@ def test_broker_away_spool_full_across_batches_then_in_order(tmp_path: Path, bou
         assert sorted(set(seqs)) == list(range(n - bound, n)), seqs[:5]
         assert seqs == sorted(seqs)  # in order (a repeat, if any, only next to itself)
         assert next(e["frame"] for e in got if e["seq"] == n - 1) == n - 1
+    finally:
+        pub.close(flush_s=1.0)
+        collector.loop_stop()
+        broker.stop()
+
+
+@needs_mosquitto
+def test_batches_are_fsynced_only_while_they_wait(tmp_path: Path) -> None:
+    """While the broker acknowledges as it goes, the publisher stores its batches without an
+    fsync; when the broker stops acknowledging (SIGSTOPped: the connection stays up) for
+    ACK_WAIT_S, and while it is gone (SIGKILLed), the batches are fsynced. Every event still
+    arrives, by seq, once the broker is back."""
+    import os
+    import signal
+
+    from edgecls.device.mqtt_publisher import ACK_WAIT_S
+
+    broker = Mosquitto(tmp_path / "broker").start()
+    got: list[dict[str, Any]] = []
+    ready = threading.Event()
+    collector = _collect(broker.url, "edgecls/sync/events", got, ready, keep=True)
+    pub = _publisher(broker.url, "sync", tmp_path / "sync.sqlite")
+    commits: list[str] = []  # the synchronous mode of each commit that stored events
+    mode, storing = ["FULL"], [False]
+
+    def trace(sql: str) -> None:
+        if sql.startswith("PRAGMA synchronous="):
+            mode[0] = sql.split("=")[1]
+        elif sql.startswith("INSERT INTO events"):
+            storing[0] = True
+        elif sql == "COMMIT" and storing[0]:
+            commits.append(mode[0])
+            storing[0] = False
+
+    pub.spool._db.set_trace_callback(trace)
+    emitted = [0]
+
+    def burst(k: int = 5) -> str:
+        """k events, spooled in one batch or a few: the mode of the last commit that stored any."""
+        for _ in range(k):
+            pub.emit({"frame": emitted[0], "label": "ab"[emitted[0] % 2]})
+            emitted[0] += 1
+        _wait(lambda: pub.last_seq == emitted[0] - 1, 10)
+        assert pub.last_seq == emitted[0] - 1
+        return commits[-1]
+
+    try:
+        assert ready.wait(10)
+        pub.start()
+        assert pub.wait_ready(10)
+        assert burst() == "FULL"  # the first seq reserves a block, fsynced
+        for _ in range(3):
+            _wait(lambda: pub.delivered == emitted[0], 10)
+            assert burst() == "NORMAL"  # acknowledged as they go
+        assert broker.proc is not None
+        os.kill(broker.proc.pid, signal.SIGSTOP)  # connected, but nothing is acknowledged
+        try:
+            burst()
+            time.sleep(ACK_WAIT_S + 0.3)
+            assert burst() == "FULL"
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+        _wait(lambda: pub.delivered == emitted[0], 10)
+        assert burst() == "NORMAL"
+        broker.kill()
+        _wait(lambda: not pub._connected.is_set(), 10)
+        assert burst() == "FULL" and burst() == "FULL"  # the broker is gone: they wait
+        broker.start()
+        _wait(lambda: pub.delivered >= emitted[0] and {e["seq"] for e in got} >= set(range(emitted[0])), 30)
+        assert {e["seq"] for e in got} == set(range(emitted[0]))
+        assert pub.spool.stats().pending == 0 and pub.spool.stats().skipped == 0
     finally:
         pub.close(flush_s=1.0)
         collector.loop_stop()
