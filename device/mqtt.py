@@ -7,17 +7,15 @@
 
 The frame loop only appends the event to a deque (no lock, no wake-up, no JSON): a dead network
 never slows a frame. The paho client, the spool and their threads run in a process of their
-own, so their CPU (about 210 us an event in batches, most of it paho's own Python) never
-holds the GIL the loop needs; the loop's process spends about 20 us an event (5 on the loop
-thread, the rest in the feeder). Measured by scripts/bench_fleet.py, which also shows what is
-not yet solved: at ~2000 frames/s, with the loop filling both cores of the bench machine,
-frames/s with --mqtt read 0.90-0.96x on a camera-like file and 0.79-0.84x when the label
-changes on every other frame (BENCHMARKS.md). It comes with the publisher process at work:
-on the bench's 2-CPU machine it stays when that process and the broker have a CPU of their own
-(0.973x over 90 rounds), with nothing to publish, and with the broker unreachable; this side
-costs nothing measurable (a do-nothing child behind the same pipe: 1.04x), nor does load on
-the other CPU. On that machine it is the spool's fsync a batch: at synchronous=NORMAL it goes
-(1.05x against as built; BENCHMARKS.md, session 10).
+own, so their CPU (80 to 210 us an event in batches on the bench machines, most of it paho's
+own Python) never holds the GIL the loop needs; the loop's process spends about 20 us an event
+(5 on the loop thread, the rest in the feeder). Measured by scripts/bench_fleet.py
+(BENCHMARKS.md, session 11): with a core to spare for the publisher process (as on a Pi 4 or
+5, where the loop uses two), frames/s with --mqtt read 1.000x on a camera-like file and 0.980x
+when the label changes on every other frame. When the loop fills every core (the bench
+machine's two) they read 0.936x and 0.846x: the cost then comes with the publisher process at
+work (a do-nothing child behind the same pipe costs nothing), although it uses about 2 % of
+the CPUs in the loop's time.
 Command handlers (device/commands.py) run in this process: they need the latest frame and the
 model slot.
 """

@@ -6,16 +6,16 @@ either the event with its seq or neither; deleting an acknowledged event is one 
 and a torn write is the database's problem, not ours.
 
 Durability, in WAL mode. A transaction that stores events while they wait (the broker is
-away, or has not acknowledged the last batch within ``ACK_WAIT_S``) commits with
-``synchronous=FULL``: the WAL is fsynced before the commit returns, so a power cut cannot take
-an event the spool was trusted to keep. While the broker acknowledges each batch as it goes,
-events are stored with ``synchronous=NORMAL`` (no fsync): a power cut may take those not yet
-acknowledged (at most ``ACK_WAIT_S`` of them: the next fsync'd commit makes every earlier one
-durable too), as it takes the events still queued in memory; a killed process takes none (the
-kernel holds the commit). The fsync a batch was the whole cost of ``--mqtt``
-to the frame loop on the bench machine (BENCHMARKS.md, session 10). Deleting acknowledged
-events commits with NORMAL: a power cut may undo the last deletes, and those events are then
-sent again; the host drops the repeats by seq.
+away, or has acknowledged nothing for the publisher's ``ACK_WAIT_S``) commits with ``synchronous=FULL``: the
+WAL is fsynced before the commit returns, so a power cut cannot take an event the spool was
+trusted to keep. While the broker acknowledges as it goes, events are stored with
+``synchronous=NORMAL`` (no fsync): a power cut may take those not yet acknowledged (about
+``ACK_WAIT_S`` worth at most: the next fsync'd commit makes every earlier one durable too), as
+it takes the events still queued in memory; a killed process takes none (the kernel holds the
+commit). Why: an fsync a batch is a write barrier a batch on a Pi's SD card, and on one bench
+machine it was the whole cost of ``--mqtt`` to the frame loop (BENCHMARKS.md, sessions 10 and
+11). Deleting acknowledged events commits with NORMAL: a power cut may undo the last deletes,
+and those events are then sent again; the host drops the repeats by seq.
 
 ``seq`` never repeats or goes back, power cut or not. It comes from a counter row, never from
 ``max(seq)+1`` (when every event was delivered and deleted, a restart continues after the last
