@@ -6,16 +6,16 @@ either the event with its seq or neither; deleting an acknowledged event is one 
 and a torn write is the database's problem, not ours.
 
 Durability, in WAL mode. A transaction that stores events while they wait (the broker is
-away, or has acknowledged nothing for the publisher's ``ACK_WAIT_S``) commits with ``synchronous=FULL``: the
-WAL is fsynced before the commit returns, so a power cut cannot take an event the spool was
-trusted to keep. While the broker acknowledges as it goes, events are stored with
-``synchronous=NORMAL`` (no fsync): a power cut may take those not yet acknowledged (about
-``ACK_WAIT_S`` worth at most: the next fsync'd commit makes every earlier one durable too), as
-it takes the events still queued in memory; a killed process takes none (the kernel holds the
-commit). Why: an fsync a batch is a write barrier a batch on a Pi's SD card, and on one bench
-machine it was the whole cost of ``--mqtt`` to the frame loop (BENCHMARKS.md, sessions 10 and
-11). Deleting acknowledged events commits with NORMAL: a power cut may undo the last deletes,
-and those events are then sent again; the host drops the repeats by seq.
+away, or has acknowledged nothing for the publisher's ``ACK_WAIT_S``) commits with
+``synchronous=FULL``: the WAL is fsynced before the commit returns, so a power cut cannot take
+an event the spool was trusted to keep. While the broker acknowledges as it goes, events are
+stored with ``synchronous=NORMAL`` (no fsync): a power cut may take those not yet acknowledged
+(about ``ACK_WAIT_S`` worth at most: the next fsync'd commit makes every earlier one durable
+too), as it takes the events still queued in memory; a killed process takes none (the kernel
+holds the commit). Why: an fsync a batch is a write barrier a batch on a Pi's SD card, and on
+one bench machine it was the whole cost of ``--mqtt`` to the frame loop (BENCHMARKS.md,
+sessions 10 and 11). Deleting acknowledged events commits with NORMAL: a power cut may undo
+the last deletes, and those events are then sent again; the host drops the repeats by seq.
 
 ``seq`` never repeats or goes back, power cut or not. It comes from a counter row, never from
 ``max(seq)+1`` (when every event was delivered and deleted, a restart continues after the last
@@ -31,12 +31,13 @@ so a clean stop never leaves a gap. A lock file keeps a second process (the same
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,35 +91,41 @@ class Spool:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 0), ('dropped', 0), ('reserved', 0), "
                              "('boot', 0), ('skipped', 0)")
             self._sync = True
-            self._next, self._reserved = self._resume()
+            self._next = self._reserved = self._resume()
             row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events").fetchone()
         except sqlite3.Error as err:
             self._lockfile.close()
             raise OutputError(f"the MQTT spool {self.path} is unusable ({err}); move it away to start a new one") from None
         self._count, self._bytes = int(row[0]), int(row[1])
 
-    def _resume(self) -> tuple[int, int]:
-        """The next seq and the reservation at open. After a reboot (or with no boot id to tell),
-        commits made without an fsync may be gone: go on past the reservation, which holds."""
+    def _resume(self) -> int:
+        """The next seq at open, which is also the reservation from then on. After a reboot (or
+        with no boot id to tell), commits made without an fsync may be gone: go on past the
+        reservation, which holds."""
         boot = boot_id()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(full=True):
             nxt, reserved, last_boot = (self._meta(k) for k in ("next_seq", "reserved", "boot"))
             if (boot == 0 or boot != last_boot) and reserved > nxt:
                 self._db.execute("UPDATE meta SET value=value+? WHERE key='skipped'", (reserved - nxt,))
                 nxt = reserved
             self._db.executemany("UPDATE meta SET value=? WHERE key=?",
                                  [(nxt, "next_seq"), (nxt, "reserved"), (boot, "boot")])
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        return nxt, nxt
+        return nxt
 
-    def _synchronous(self, full: bool) -> None:
+    @contextlib.contextmanager
+    def _transaction(self, *, full: bool) -> Iterator[None]:
+        """One write transaction, committed with an fsync (``full``) or without; rolled back on
+        any error. The caller holds ``_lock`` (or is ``__init__``)."""
         if full != self._sync:
             self._db.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
             self._sync = full
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _meta(self, key: str) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
@@ -135,9 +142,7 @@ class Spool:
             first = self._next
             last = first + len(makers) - 1
             reserved = self._reserved if last < self._reserved else last + 1 + SEQ_BLOCK
-            self._synchronous(sync or reserved != self._reserved)
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction(full=sync or reserved != self._reserved):
                 rows = [(seq, make(seq)) for seq, make in enumerate(makers, start=first)]
                 self._db.executemany("INSERT INTO events VALUES (?, ?)", rows)
                 self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (last + 1,))
@@ -151,10 +156,6 @@ class Spool:
                     count, size, dropped = count - 1, size - int(old[1]), dropped + 1
                 if dropped:
                     self._db.execute("UPDATE meta SET value=value+? WHERE key='dropped'", (dropped,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             self._count, self._bytes = count, size
             self._next, self._reserved = last + 1, reserved
             return last, dropped
@@ -172,22 +173,15 @@ class Spool:
         module docstring: a power cut may only bring back events that were delivered)."""
         if not seqs:
             return
-        with self._lock:
-            self._synchronous(False)
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                gone = size = 0
-                for i in range(0, len(seqs), ACK_CHUNK):
-                    chunk = seqs[i:i + ACK_CHUNK]
-                    where = f"WHERE seq IN ({','.join('?' * len(chunk))})"
-                    row = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events {where}",
-                                           chunk).fetchone()
-                    self._db.execute(f"DELETE FROM events {where}", chunk)
-                    gone, size = gone + int(row[0]), size + int(row[1])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        gone = size = 0
+        with self._lock, self._transaction(full=False):
+            for i in range(0, len(seqs), ACK_CHUNK):
+                chunk = seqs[i:i + ACK_CHUNK]
+                where = f"WHERE seq IN ({','.join('?' * len(chunk))})"
+                row = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events {where}",
+                                       chunk).fetchone()
+                self._db.execute(f"DELETE FROM events {where}", chunk)
+                gone, size = gone + int(row[0]), size + int(row[1])
             self._count -= gone
             self._bytes -= size
 
@@ -201,10 +195,8 @@ class Spool:
         stored without an fsync durable."""
         with self._lock:
             try:
-                self._synchronous(True)
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("UPDATE meta SET value=? WHERE key='reserved'", (self._next,))
-                self._db.execute("COMMIT")
+                with self._transaction(full=True):
+                    self._db.execute("UPDATE meta SET value=? WHERE key='reserved'", (self._next,))
             except sqlite3.Error as err:  # the next start after a reboot skips a block: no harm
                 log.warning("MQTT spool %s: could not record a clean stop (%s)", self.path, err)
             self._db.close()

@@ -154,22 +154,32 @@ def test_spool_seq_never_repeats_after_a_kill_or_a_power_cut(tmp_path: Path, mon
     again.close()
 
 
+def _commit_modes(db: sqlite3.Connection, *, storing_only: bool = False) -> list[str]:
+    """The synchronous mode (FULL or NORMAL) of each commit on ``db`` from now on, read from its
+    statement trace; ``storing_only``: only commits that stored events."""
+    modes: list[str] = []
+    mode, storing = ["FULL"], [False]
+
+    def trace(sql: str) -> None:
+        if sql.startswith("PRAGMA synchronous="):
+            mode[0] = sql.split("=")[1]
+        elif sql.startswith("INSERT INTO events"):
+            storing[0] = True
+        elif sql == "COMMIT" and (storing[0] or not storing_only):
+            modes.append(mode[0])
+            storing[0] = False
+
+    db.set_trace_callback(trace)
+    return modes
+
+
 def test_spool_fsyncs_a_batch_that_waits_or_reserves_seqs(tmp_path: Path) -> None:
     """The commit of a batch asked to wait (sync=True), and of one that raises the seq
     reservation, runs at synchronous=FULL; a batch that goes straight out at NORMAL."""
     from edgecls.device.spool import SEQ_BLOCK, Spool
 
     spool = Spool(tmp_path / "s.sqlite")
-    modes: list[str] = []
-    mode = ["FULL"]
-
-    def trace(sql: str) -> None:
-        if sql.startswith("PRAGMA synchronous="):
-            mode[0] = sql.split("=")[1]
-        elif sql == "COMMIT":
-            modes.append(mode[0])
-
-    spool._db.set_trace_callback(trace)
+    modes = _commit_modes(spool._db)
     spool.append(lambda seq: b"a", sync=False)  # seq 0 takes the first block: up to SEQ_BLOCK
     spool.append_many([lambda seq: b"b"] * (SEQ_BLOCK - 1), sync=False)
     spool.append(lambda seq: b"c", sync=True)  # seq SEQ_BLOCK, still in the block
@@ -283,19 +293,7 @@ def test_batches_are_fsynced_only_while_they_wait(tmp_path: Path) -> None:
     ready = threading.Event()
     collector = _collect(broker.url, "edgecls/sync/events", got, ready, keep=True)
     pub = _publisher(broker.url, "sync", tmp_path / "sync.sqlite")
-    commits: list[str] = []  # the synchronous mode of each commit that stored events
-    mode, storing = ["FULL"], [False]
-
-    def trace(sql: str) -> None:
-        if sql.startswith("PRAGMA synchronous="):
-            mode[0] = sql.split("=")[1]
-        elif sql.startswith("INSERT INTO events"):
-            storing[0] = True
-        elif sql == "COMMIT" and storing[0]:
-            commits.append(mode[0])
-            storing[0] = False
-
-    pub.spool._db.set_trace_callback(trace)
+    commits = _commit_modes(pub.spool._db, storing_only=True)
     emitted = [0]
 
     def burst(k: int = 5) -> str:
