@@ -22,7 +22,7 @@ from edgecls.errors import DataError
 from .loop import open_classifier, open_reader
 from .options import DEFAULT_CAPTURE_SIZE, EDGETPU_DEVICE, RunOptions
 from .results import Frame
-from .sources import SourceOptions, parse_source
+from .sources import SourceOptions, check_decode_threads, parse_source
 
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "total")
 
@@ -38,6 +38,8 @@ class BenchOptions:
     device: str = EDGETPU_DEVICE
     #: Asked of a camera source; without a source, the size of the synthetic frame.
     capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE
+    #: FFmpeg threads decoding a --source file or stream (0: FFmpeg picks, one per core).
+    decode_threads: int = 1
     #: (pixel - mean) / std for a model whose metadata says nothing (None: from the model).
     input_mean: float | None = None
     input_std: float | None = None
@@ -75,11 +77,13 @@ def synthetic_frame(width: int = 640, height: int = 480, seed: int = 0) -> np.nd
 def run_bench(options: BenchOptions) -> BenchReport:
     if options.frames < 1 or options.warmup < 0:
         raise DataError(f"--frames must be at least 1 and --warmup at least 0, got {options.frames} and {options.warmup}")
+    check_decode_threads(options.decode_threads)
     _, backend, classifier = open_classifier(RunOptions(
         model=options.model, num_threads=options.num_threads, edgetpu=options.edgetpu, device=options.device,
         input_mean=options.input_mean, input_std=options.input_std))
     width, height = options.capture_size
-    reader = (open_reader(parse_source(options.source), SourceOptions(width=width, height=height))
+    source_options = SourceOptions(width=width, height=height, decode_threads=options.decode_threads)
+    reader = (open_reader(parse_source(options.source), source_options)
               if options.source is not None else None)
     image = synthetic_frame(width, height)
     samples = np.zeros((options.frames, len(STAGES)))

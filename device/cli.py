@@ -28,6 +28,8 @@ INPUT_MEAN_HELP = ("A model without normalisation metadata takes (pixel - mean) 
 INPUT_STD_HELP = "... and the std (e.g. 127.5 for inputs in [-1, 1]). Default: from the model."
 
 CAPTURE_SIZE = "{}x{}".format(*DEFAULT_CAPTURE_SIZE)
+DECODE_THREADS_HELP = ("FFmpeg threads decoding a video file or stream (0: FFmpeg picks, one per core); "
+                       "1 leaves the other cores to the classifier.")
 SOURCE_HELP = "Camera index, /dev/videoN, video file, folder of images, RTSP/HTTP URL, GStreamer pipeline, or 'picamera2'."
 
 
@@ -74,6 +76,7 @@ def run(
     save_every: Annotated[int, typer.Option(help="With --save-frames: keep every N-th classified frame.")] = 10,
     capture_size: Annotated[str, typer.Option(
         metavar="WxH", help="Frame size to ask of a camera or picamera2 (smaller: less to decode and resize).")] = CAPTURE_SIZE,
+    decode_threads: Annotated[int, typer.Option(help=DECODE_THREADS_HELP)] = 1,
     serve: Annotated[str | None, typer.Option(
         metavar="[HOST:]PORT",
         help="Serve a live preview page, /stream, /status and /metrics (host 127.0.0.1 unless given).")] = None,
@@ -121,7 +124,7 @@ def run(
     _warn_resize()
     summary = run_classifier(RunOptions(
         store=store, trust=tuple(trust or ()), inbox=inbox, probation_s=probation,
-        capture_size=parse_capture_size(capture_size),
+        capture_size=parse_capture_size(capture_size), decode_threads=decode_threads,
         save_frames=save_frames, save_every=save_every,
         model=model or Path(), source=source, headless=headless, max_frames=max_frames, jsonl=jsonl, top_k=top_k,
         threshold=threshold, smooth=smooth, num_threads=num_threads, edgetpu=edgetpu, device=device,
@@ -155,6 +158,7 @@ def bench(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
     capture_size: Annotated[str, typer.Option(
         metavar="WxH", help="Frame size to ask of a camera; without --source, the synthetic frame's size.")] = CAPTURE_SIZE,
+    decode_threads: Annotated[int, typer.Option(help=DECODE_THREADS_HELP)] = 1,
     input_mean: Annotated[float | None, typer.Option(help=INPUT_MEAN_HELP)] = None,
     input_std: Annotated[float | None, typer.Option(help=INPUT_STD_HELP)] = None,
 ) -> None:
@@ -169,7 +173,7 @@ def bench(
     _warn_resize()
     report = run_bench(BenchOptions(model=model, source=source, frames=frames, warmup=warmup,
                                     num_threads=num_threads, edgetpu=edgetpu, device=device,
-                                    capture_size=parse_capture_size(capture_size),
+                                    capture_size=parse_capture_size(capture_size), decode_threads=decode_threads,
                                     input_mean=input_mean, input_std=input_std))
     table = Table(title=f"{model.name} on {report.backend} ({report.runtime}), source {report.source}")
     table.add_column("stage")

@@ -36,7 +36,14 @@ from .reader import DirectReader, FrameReader, LatestFrameReader, ReadAheadReade
 from .results import FrameStats, LoopStats, StageTimings
 from .sinks import Sink, SinkContext, build_sinks
 from .slot import ClassifierSlot
-from .sources import FrameSource, SourceOptions, SourceSpec, open_source, parse_source
+from .sources import (
+    FrameSource,
+    SourceOptions,
+    SourceSpec,
+    check_decode_threads,
+    open_source,
+    parse_source,
+)
 
 log = logging.getLogger("edgecls.device")
 
@@ -184,6 +191,7 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
     if options.jsonl_max_mb < 0 or options.jsonl_keep < 1:
         raise DataError(f"--jsonl-max-mb must be 0 or more and --jsonl-keep at least 1, got "
                         f"{options.jsonl_max_mb} and {options.jsonl_keep}")
+    check_decode_threads(options.decode_threads)
     if options.mqtt:  # option typos fail before the model loads (and prints its own notes)
         from .mqtt import check_options
 
@@ -199,7 +207,7 @@ def run(options: RunOptions, extra_sinks: Sequence[Sink] = ()) -> RunSummary:
         updates = start_updates(options, slot)
         spec = parse_source(options.source)
         width, height = options.capture_size
-        source_options = SourceOptions(width=width, height=height)
+        source_options = SourceOptions(width=width, height=height, decode_threads=options.decode_threads)
         if options.capture_size != RunOptions.capture_size and spec.kind not in ("camera", "picamera2"):
             log.info("--capture-size applies to cameras and picamera2; %s is read at its own size", spec)
         source = open_source(spec, source_options)

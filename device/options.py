@@ -33,6 +33,8 @@ class RunOptions:
     prediction .json) for ``edgecls field replay`` (None: off).
     capture_size: (width, height) asked of a camera or picamera2; smaller frames cost less
     to transfer, decode and resize (files and folders are read at their own size).
+    decode_threads: FFmpeg threads decoding a video file or stream (0: FFmpeg picks, one per
+    core; see :class:`.sources.SourceOptions` for why 1).
     serve: ``[HOST:]PORT`` for the browser preview, /status and /metrics (None: off; the host
     defaults to 127.0.0.1). serve_token: required on every route when set (else the
     ``EDGECLS_SERVE_TOKEN`` environment variable, if set).
@@ -73,6 +75,7 @@ class RunOptions:
     serve: str | None = None
     serve_token: str | None = None
     capture_size: tuple[int, int] = DEFAULT_CAPTURE_SIZE
+    decode_threads: int = 1
     input_mean: float | None = None
     input_std: float | None = None
     #: Rotate --jsonl before it passes this many MiB (0: never); keep this many rotated files.

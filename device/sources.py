@@ -72,6 +72,27 @@ class SourceOptions:
     height: int = DEFAULT_CAPTURE_SIZE[1]
     open_timeout_s: float = 3.0
     read_timeout_s: float = 1.5
+    #: FFmpeg threads decoding a video file or stream (``--decode-threads``; 0: FFmpeg picks,
+    #: one per core). One by default: FFmpeg's own default (one thread per core, frame
+    #: threading) suits a video player, not this loop. The frame is already decoded on the
+    #: reader's own thread while the interpreter works on the previous one, so more decode
+    #: threads compete with the interpreter, the MQTT publisher and the preview server for
+    #: the same cores, each frame crosses two more threads, and on a live stream frame
+    #: threading holds back a frame per extra thread. For the small frames a classifier reads
+    #: one thread is also the faster decoder (BENCHMARKS.md, session 13: 320x240 MJPEG alone
+    #: 1.32x FFmpeg's choice on two idle cores).
+    decode_threads: int = 1
+
+
+#: The most FFmpeg decode threads --decode-threads accepts (0: FFmpeg picks).
+MAX_DECODE_THREADS = 16
+
+
+def check_decode_threads(value: int) -> None:
+    """--decode-threads is 0 (FFmpeg picks) to MAX_DECODE_THREADS."""
+    if not 0 <= value <= MAX_DECODE_THREADS:
+        raise DataError(f"--decode-threads must be from 0 (FFmpeg picks, one per core) to {MAX_DECODE_THREADS}, "
+                        f"got {value}")
 
 
 #: The smallest and largest capture side --capture-size accepts.
@@ -198,11 +219,21 @@ class OpenCVSource:
                     "python3-opencv (apt) in a venv made with --system-site-packages, or pass a URL or device instead"
                 )
             return cv2.VideoCapture(spec.target, cv2.CAP_GSTREAMER)
+        # 0 is FFmpeg's own choice, which is also what leaving the parameter out gives.
+        threads = options.decode_threads
+        thread_param = [cv2.CAP_PROP_N_THREADS, threads] if threads and hasattr(cv2, "CAP_PROP_N_THREADS") else []
         if spec.kind == "url":
             if spec.target.lower().startswith(("rtsp://", "rtsps://")):
                 # RTSP over UDP smears frames on Wi-Fi when packets drop; TCP retransmits.
                 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-            return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, timeouts)
+            return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, timeouts + thread_param)
+        if thread_param:
+            # The thread count is an FFmpeg parameter, and OpenCV's other backends refuse a
+            # parameter they do not know; a file FFmpeg cannot open gets them all, as before.
+            cap = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, thread_param)
+            if cap.isOpened():
+                return cap
+            cap.release()
         return cv2.VideoCapture(spec.target, cv2.CAP_ANY)
 
     @staticmethod

@@ -283,6 +283,34 @@ def test_capture_size_reaches_picamera2_and_bench(monkeypatch: pytest.MonkeyPatc
     assert json.loads(out.read_text())["source"] == "synthetic 320x240 frame in memory"
 
 
+DECODE_THREADS_PROBE = """
+import os, sys
+from edgecls.device.sources import SourceOptions, open_source, parse_source
+
+def tasks():
+    return len(os.listdir("/proc/self/task"))
+
+before = tasks()
+counts, frames = {}, {}
+for n in (1, 3, 0):
+    source = open_source(parse_source(sys.argv[1]), SourceOptions(decode_threads=n))
+    counts[n] = tasks() - before
+    frames[n] = [source.read() for _ in range(6)]
+    source.close()
+print(counts[1], counts[3], counts[0], all((a == b).all() for a, b in zip(frames[1], frames[3])))
+"""
+
+
+def test_decode_threads_reach_ffmpeg(tmp_path: Path) -> None:
+    """--decode-threads is the FFmpeg decoder's thread count: 1 decodes on the reader's own
+    thread (no thread more in the process), 3 starts FFmpeg's frame threads, 0 is FFmpeg's
+    own choice; the frames are the same either way. Counted in a fresh process."""
+    video = write_video(tmp_path / "v.avi", camera_like_frames(["circle", "cross"], 4))
+    out = subprocess.run([sys.executable, "-c", DECODE_THREADS_PROBE, str(video)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "0" and int(out[1]) >= 1 and out[3] == "True", out
+
+
 def test_without_a_display_the_window_falls_back_to_headless(models: dict[str, Path], tmp_path: Path) -> None:
     video = write_video(tmp_path / "v.avi", camera_like_frames(["circle"], 4))
     proc = run_cli("run", "--model", str(models["sigmoid_u8"]), "--source", str(video),

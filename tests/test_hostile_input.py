@@ -113,6 +113,13 @@ def test_num_threads_bounded(models: dict[str, Path], tmp_path: Path) -> None:
                                   "--num-threads", "100000"), "--num-threads must be from 1 to 64")
 
 
+def test_decode_threads_bounded(models: dict[str, Path], tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", camera_like_frames(["circle"], 2, size=(96, 96)))
+    for value in ("-1", "1000"):
+        assert_one_line_error(run_cli("run", "--model", str(models["sigmoid_u8"]), "--source", str(video), "--headless",
+                                      "--decode-threads", value), f"--decode-threads must be from 0 (FFmpeg picks, one per core) to 16, got {value}")
+
+
 def test_existing_paths_win_over_lookalikes(models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgecls.device.sources import parse_source
 
