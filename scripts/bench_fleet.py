@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark ``edgecls run --mqtt`` and ``edgecls fleet`` against issue 13; print a markdown section.
 
-    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only noloss|cost|scale] [--rounds N] [--recording camera|flicker] [--spare-core] > section.md
+    .venv/bin/python scripts/bench_fleet.py [--model M.tflite] [--quick] [--only noloss|cost|scale|decode] [--rounds N] [--recording camera|flicker] [--spare-core] > section.md
 
 ``--only cost`` runs part 3 alone (a few minutes instead of the whole section); ``--only scale``
 the scale part alone (under a minute).
@@ -27,6 +27,8 @@ the scale part alone (under a minute).
    without it: ``FleetPublisher`` on threads); CPU per event of the emitting thread (the
    loop's share), of the other threads of its process (they take the loop's GIL) and of
    the publisher process.
+   ``--only decode``: the camera recording read alone (no classifier) with FFmpeg on 1 and 2
+   threads and on its own choice (one per core, OpenCV's default), the order rotated.
 4. Scale: 50 simulated devices (the device-side ``FleetPublisher``, no classifier) and
    ``edgecls fleet status --json`` as a user runs it (a new process). Goal: within 2 s.
 
@@ -419,6 +421,39 @@ def per_event(rounds: int, n: int = 3000, rate: float = 500.0) -> dict:
     return {**out, "n": n, "rate": rate, "paho": floor}
 
 
+def decode_alone(video: Path, rounds: int) -> dict[int, list[float]]:
+    """Frames/s of reading ``video`` alone (``OpenCVSource``, no classifier) with FFmpeg on 1
+    and 2 threads and on FFmpeg's own choice (0: what OpenCV does when not told), in this
+    process, the order rotated each round."""
+    from edgecls.device.sources import SourceOptions, open_source, parse_source
+
+    out: dict[int, list[float]] = {1: [], 2: [], 0: []}
+    for r in range(rounds):
+        threads = list(out)
+        for n in threads[r % 3:] + threads[:r % 3]:
+            t = time.perf_counter()
+            source = open_source(parse_source(str(video)), SourceOptions(decode_threads=n))
+            frames = 0
+            while source.read() is not None:
+                frames += 1
+            source.close()
+            out[n].append(frames / (time.perf_counter() - t))
+    return out
+
+
+def decode_lines(d: dict[int, list[float]], what: str) -> list[str]:
+    names = {0: "FFmpeg's choice (0: one thread per core; OpenCV's default)", 1: "1 thread", 2: "2 threads"}
+    lines = [f"**Decode alone**, {what} (`OpenCVSource`, no classifier, {len(d[0])} rounds, the order rotated; "
+             "ratio: round by round against FFmpeg's choice):", "",
+             "| FFmpeg threads | median frames/s | round by round / FFmpeg's choice (90 % interval of the median) |",
+             "|---|---:|---|"]
+    for n, fps in d.items():
+        vs = [a / b for a, b in zip(fps, d[0], strict=True)]
+        lo, hi = median_interval(vs)
+        lines.append(f"| {names[n]} | {statistics.median(fps):.0f} | {statistics.median(vs):.3f}x ({lo:.3f} - {hi:.3f}) |")
+    return [*lines, ""]
+
+
 def scale(work: Path, n: int) -> dict:
     from edgecls.device.mqtt import FleetPublisher
     from edgecls.device.spool import Spool
@@ -474,9 +509,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=COST_ROUNDS,
                     help=f"rounds of the cost runs (default {COST_ROUNDS}); more narrow the interval of the median")
-    ap.add_argument("--only", choices=["noloss", "cost", "scale"],
+    ap.add_argument("--only", choices=["noloss", "cost", "scale", "decode"],
                     help="only the no-loss and latency part, only the cost part (frames/s with and without --mqtt, "
-                         "per-event CPU), or only the scale part")
+                         "per-event CPU), only the scale part, or only the decode threads (the cost recordings "
+                         "read alone)")
     ap.add_argument("--recording", choices=["camera", "flicker"],
                     help="cost runs on this recording only (default: both); all the rounds go to one question")
     ap.add_argument("--spare-core", action="store_true",
@@ -500,6 +536,17 @@ def main() -> None:
             print("\n".join(["## Fleet over MQTT (issue 13): scale only", "",
                              f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end.",
                              "", scale_line(only), ""]))
+            return
+        if args.only == "decode":
+            from edgecls.demo_data import DemoVideoOptions, generate_video
+
+            camera = work / "camera.avi"
+            generate_video(camera, DemoVideoOptions(classes=2, seconds=100, width=320, height=240, seed=3))
+            d = decode_alone(camera, 3 if args.quick else 30)
+            print("\n".join(["## Fleet over MQTT (issue 13): decode threads only", "",
+                             f"{platform.machine()}, {os.cpu_count()} CPUs, OpenCV {cv2.__version__}, load average "
+                             f"{os.getloadavg()[0]:.1f} at the end.", "",
+                             *decode_lines(d, "the cost bench's camera recording (100 s, 320x240 MJPEG)")]))
             return
         model = args.model or make_model(work)
         seconds = 20 if args.quick else 64
