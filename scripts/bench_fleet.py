@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests")]
@@ -183,7 +183,10 @@ def no_loss(model: Path, video: Path, work: Path, devices: int, kills: int, seco
     return {"rows": rows, "outages": len(outages), "latencies": latencies}
 
 
-def rotated(arms: list[str], r: int) -> list[str]:
+Arm = TypeVar("Arm")
+
+
+def rotated(arms: list[Arm], r: int) -> list[Arm]:
     """Round ``r``'s order of the arms: each arm goes first in turn."""
     return arms[r % len(arms):] + arms[:r % len(arms)]
 
@@ -429,8 +432,7 @@ def decode_alone(video: Path, rounds: int) -> dict[int, list[float]]:
 
     out: dict[int, list[float]] = {1: [], 2: [], 0: []}
     for r in range(rounds):
-        threads = list(out)
-        for n in threads[r % 3:] + threads[:r % 3]:
+        for n in rotated(list(out), r):
             t = time.perf_counter()
             source = open_source(parse_source(str(video)), SourceOptions(decode_threads=n))
             frames = 0
@@ -511,7 +513,7 @@ def main() -> None:
                     help=f"rounds of the cost runs (default {COST_ROUNDS}); more narrow the interval of the median")
     ap.add_argument("--only", choices=["noloss", "cost", "scale", "decode"],
                     help="only the no-loss and latency part, only the cost part (frames/s with and without --mqtt, "
-                         "per-event CPU), only the scale part, or only the decode threads (the cost recordings "
+                         "per-event CPU), only the scale part, or only the decode threads (the camera recording "
                          "read alone)")
     ap.add_argument("--recording", choices=["camera", "flicker"],
                     help="cost runs on this recording only (default: both); all the rounds go to one question")
