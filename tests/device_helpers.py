@@ -4,11 +4,14 @@ TensorFlow (host side, fixtures only), and an MJPEG stream served by ffmpeg on l
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
@@ -97,12 +100,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _listening(port: int) -> bool:
-    """Is something listening on 127.0.0.1:port? Read from /proc, because connecting
-    would use up ffmpeg's single client."""
+def _listening(port: int, pid: int) -> bool:
+    """Does process ``pid`` listen on 127.0.0.1:port? Read from /proc, because connecting would
+    use up ffmpeg's single client; the socket's inode must be one of the process's open files
+    (someone else may listen there)."""
     want = f"0100007F:{port:04X}"
-    with contextlib.suppress(OSError), open("/proc/net/tcp") as fh:
-        return any(f[1].upper() == want and f[3] == "0A" for f in (line.split() for line in fh.readlines()[1:]))
+    with contextlib.suppress(OSError):
+        with open("/proc/net/tcp") as fh:
+            inodes = {f"socket:[{f[9]}]" for f in (line.split() for line in fh.readlines()[1:])
+                      if f[1].upper() == want and f[3] == "0A"}
+        if inodes:
+            fds = Path(f"/proc/{pid}/fd")
+            return any(os.readlink(fd) in inodes for fd in fds.iterdir())
     return False
 
 
@@ -112,26 +121,57 @@ class MjpegServer:
 
     def __init__(self, media: Path, port: int | None = None, still: bool = False) -> None:
         self.media = media
+        self.pinned = port is not None
         self.port = port or free_port()
         self.still = still
-        self.url = f"http://127.0.0.1:{self.port}/cam.mjpg"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/cam.mjpg"
 
     def start(self) -> MjpegServer:
+        """Start ffmpeg and wait until it listens. A port picked by free_port() can be taken by
+        someone else's connection before ffmpeg binds it; the first start then tries a fresh port
+        (a restart keeps its address, as a camera coming back would)."""
+        errors = []
+        for _ in range(3):
+            error = self._start_once()
+            if error is None:
+                self.started = True
+                return self
+            errors.append(error)
+            if not (self.pinned or self.started):
+                self.port = free_port()
+        raise RuntimeError("ffmpeg did not start serving the stream: " + "; ".join(errors))
+
+    def _start_once(self) -> str | None:
         assert FFMPEG is not None
         source = (["-loop", "1", "-framerate", "30", "-i", str(self.media)] if self.still
                   else ["-stream_loop", "-1", "-i", str(self.media)])
-        self.proc = subprocess.Popen(
-            [FFMPEG, "-nostdin", "-loglevel", "error", "-re", *source, "-c:v", "copy",
-             "-f", "mpjpeg", "-listen", "1", self.url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _listening(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ffmpeg did not start listening on {self.url}")
+        with tempfile.TemporaryFile() as log:  # a file, not a pipe: nobody drains it while ffmpeg serves
+            self.proc = subprocess.Popen(
+                [FFMPEG, "-nostdin", "-loglevel", "error", "-re", *source, "-c:v", "copy",
+                 "-f", "mpjpeg", "-listen", "1", self.url],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )
+            return self._wait_listening(log)
+
+    def _wait_listening(self, log: IO[bytes]) -> str | None:
+        assert self.proc is not None
+        deadline = time.monotonic() + 20
+        while not _listening(self.port, self.proc.pid):
+            if self.proc.poll() is not None:
+                log.seek(0)
+                err = log.read(2000).decode(errors="replace").strip()
+                self.proc = None
+                return f"ffmpeg exited: {err or 'no message'} ({self.url})"
+            if time.monotonic() > deadline:
+                self.stop()
+                return f"not listening after 20 s ({self.url})"
             time.sleep(0.05)
-        return self
+        return None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
