@@ -61,9 +61,11 @@ from .spool import Spool
 log = logging.getLogger("edgecls.device")
 
 
-#: Events handed to paho and not yet acknowledged (paho's in-flight limit is set to match):
-#: a tick's batch goes out at once, not 20 per round trip (a busy tick's too: 1000 events in
-#: BUSY_TICK_S is 10000 a second, ten times the worst flicker measured).
+#: Events handed to paho and not yet acknowledged: a tick's batch goes out at once, not 20 per
+#: round trip (a busy tick's too: 1000 events in BUSY_TICK_S is 10000 a second, ten times the
+#: worst flicker measured). This is the only limit: paho's own is off (0), because with one set
+#: paho walks every message in flight on each PUBACK (``Client._update_inflight``), a pass per
+#: ack that grows with the window (scripts/bench_fleet.py: 15-20 us of paho's ~90 a message).
 WINDOW = 1000
 STATS_EVERY_S = 5.0
 #: Events are stored without an fsync while the broker keeps up (device/spool.py): connected,
@@ -269,7 +271,7 @@ class FleetPublisher(CommandRunner, EventHandoff):
         self.dropped_now = 0
         self.delivered = 0
         self.client = make_client(broker, f"edgecls-{topics.device}-{self.instance[:8]}")
-        self.client.max_inflight_messages_set(WINDOW)
+        self.client.max_inflight_messages_set(0)  # WINDOW is the limit (see there)
         self.client.will_set(topics.availability, "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail

@@ -377,6 +377,7 @@ def paho_floor_worker(n: int, rate: float, batch: int = 25) -> None:
         broker = Mosquitto(Path(tmp) / "b").start()
         try:
             client = make_client(parse_broker(broker.url), "paho-floor")
+            client.max_inflight_messages_set(0)  # as the publisher sets it (device/mqtt_publisher.py: WINDOW)
             acks: list[int] = []
             client.on_publish = lambda _c, _u, mid, _r, _p: acks.append(mid)
             client.connect("127.0.0.1", broker.port)
