@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from edgecls.cli import app, err_console, fail, handle_errors, out_console
 
@@ -65,7 +66,7 @@ def status(mqtt: Url, mqtt_prefix: Prefix = "edgecls", mqtt_credentials: Creds =
         table.add_column(col, justify="right" if col in ("fps", "seq", "spooled") else "left")
     for r in rows:
         sha = (r["model_sha256"] or "")[:8]
-        table.add_row(r["device"], "online" if r["online"] else "[red]offline[/]",
+        table.add_row(r["device"], "online" if r["online"] else Text("offline", style="red"),
                       f"{r['model'] or '-'} {sha}".strip(), _cell(r["fps"], "{:.1f}"), _cell(r["label"]),
                       _cell(r["last_event_age_s"], "{:.0f} s ago"), _cell(r["field_check"]), _cell(r["seq"]),
                       f"{r['seq_gaps']}/{_cell(r['spool_dropped'])}", _cell(r["spool_pending"]))
@@ -157,15 +158,15 @@ def check(devices: Annotated[list[str] | None, typer.Argument(help="Device ids (
         reply = replies.get(d)
         if reply is None:
             silent += 1
-            table.add_row(d, "[yellow]no answer[/]", "-", f"nothing within {timeout:.0f} s")
+            table.add_row(d, Text("no answer", style="yellow"), "-", f"nothing within {timeout:.0f} s")
         elif not reply.get("ok"):
             failed += 1
-            table.add_row(d, "[red]ERROR[/]", "-", str(reply.get("error"))[:300])
+            table.add_row(d, Text("ERROR", style="red"), "-", str(reply.get("error"))[:300])
         else:
             result = reply.get("result") or {}
             passed = bool(result.get("passed"))
             failed += not passed
-            table.add_row(d, "pass" if passed else "[red]FAIL[/]", Path(str(result.get("model", "-"))).name,
+            table.add_row(d, "pass" if passed else Text("FAIL", style="red"), Path(str(result.get("model", "-"))).name,
                           "; ".join(map(str, result.get("failures") or [])) or f"{result.get('count')} reference images")
     out_console.print(table, width=max(out_console.width, 120))
     if json_out is not None:

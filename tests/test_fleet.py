@@ -286,6 +286,9 @@ def test_commands_status_and_discovery(trained_run: Path, int8_model: Path, demo
     offline = Listener(broker.url, ["edgecls/pi1/availability"])
     assert offline.wait(lambda m: m[2] and m[1] == b"offline")
     offline.close()
+    proc = run_cli("fleet", "status", "--mqtt", broker.url, check=True)
+    line = next(ln for ln in proc.stdout.splitlines() if "pi1" in ln)
+    assert "offline" in line and "[" not in line, proc.stdout  # styled, not markup printed as text
 
 
 def test_bad_mqtt_options_fail_before_capture(model: Path, video: Path, tmp_path: Path) -> None:
@@ -477,6 +480,7 @@ def test_fleet_check_exit_codes_with_simulated_devices(broker: Mosquitto, tmp_pa
         assert "failed on 1 device" in bad.stderr
         silent = run_cli("fleet", "check", "--mqtt", broker.url, "--timeout", "3")  # all online: good, bad, slow
         assert silent.returncode == 2 and "no answer" in silent.stdout, silent.stdout
+        assert "[/]" not in bad.stdout + silent.stdout  # styled, not markup printed as text
         rows = json.loads(run_cli("fleet", "status", "--mqtt", broker.url, "--json", check=True).stdout)
         assert [(r["device"], r["online"]) for r in rows] == [("bad", True), ("good", True), ("slow", True)]
     finally:
