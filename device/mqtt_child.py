@@ -167,6 +167,8 @@ def main() -> None:
                 pub.state_changed()
         elif kind == "stats":
             latest["stats"] = header["s"]
+            if header.get("due"):
+                pub.stats_changed()
         elif kind == "pub":
             pub.publish(header["topic"], data or b"", qos=int(header["q"]), retain=bool(header["r"]))
         elif kind == "close":

@@ -122,7 +122,7 @@ class PublisherProcess(CommandRunner, EventHandoff):
         self.ready = False
         self.spool_path = spool_path
         EventHandoff.__init__(self)  # emit(): the loop's hand-off to the feeder thread
-        self._state_due = False
+        self._state_due = self._stats_due = False
         self._stop = threading.Event()
         self._opened = threading.Event()
         self._fatal: str | None = None
@@ -250,6 +250,11 @@ class PublisherProcess(CommandRunner, EventHandoff):
         self._state_due = True
         self._nudge()
 
+    def stats_changed(self) -> None:
+        """Publish the stats soon (a command changed them): the feeder sends fresh ones, marked due."""
+        self._stats_due = True
+        self._nudge()
+
     # -- any thread (command handlers)
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None:
@@ -265,7 +270,7 @@ class PublisherProcess(CommandRunner, EventHandoff):
         pacer = Pacer()  # labels changing many times a second: longer ticks, fewer writes (the child does the same)
         while True:
             self._idle = True
-            if self._events or self._state_due:
+            if self._events or self._state_due or self._stats_due:
                 self._idle = False
                 self._wake.wait(pacer.tick(time.monotonic()))
             else:
@@ -292,9 +297,10 @@ class PublisherProcess(CommandRunner, EventHandoff):
                     due, self._state_due = self._state_due, False
                     last_state, next_refresh = now, now + REFRESH_S
                     self._send({"t": "state", "s": self._state_fn(), "due": due})
-                if now >= next_stats or stopping:
+                if now >= next_stats or stopping or self._stats_due:
+                    due, self._stats_due = self._stats_due, False
                     next_stats = now + self.stats_every_s
-                    self._send({"t": "stats", "s": self._stats_fn()})
+                    self._send({"t": "stats", "s": self._stats_fn(), "due": due})
             except Exception:  # the feeder must outlive any one failure
                 log.exception("MQTT feeder error; retrying")
                 time.sleep(1.0)

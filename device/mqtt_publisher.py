@@ -173,6 +173,10 @@ class CommandRunner:
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None:
         raise NotImplementedError
 
+    def stats_changed(self) -> None:
+        """Publish the stats soon: a command may have changed them (a field check's verdict)."""
+        raise NotImplementedError
+
     def parse(self, name: str, payload: bytes) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """(args, reply) for a payload from the network, or (None, the error reply): a bad
         payload or an unknown command. ``args["data"]`` holds cmd/update's package bytes."""
@@ -223,6 +227,7 @@ class CommandRunner:
             with self._busy_lock:
                 self._busy.discard(name)
         self.publish(self.topics.result, dumps(reply))
+        self.stats_changed()  # `fleet status` shows the verdict now, not at the next periodic stats
 
 
 class FleetPublisher(CommandRunner, EventHandoff):
@@ -463,22 +468,27 @@ class FleetPublisher(CommandRunner, EventHandoff):
         self._state_due = True
         self._nudge()
 
+    def stats_changed(self) -> None:
+        """Any thread: publish the stats on the next tick (at most every ``STATE_MIN_S``)."""
+        self._stats_due = True
+        self._nudge()
+
     def _sleep(self) -> None:
         """Until the next tick, or longer when there is nothing to do. ``_idle`` is raised
         before the queues are looked at: an event appended after the look sees it and wakes
         this thread; one appended before is seen here."""
         self._idle = True
-        if self._events or self._acks or (self._connected.is_set() and (self._inflight or self._state_due)):
+        if self._events or self._acks or (self._connected.is_set() and (self._inflight or self._state_due or self._stats_due)):
             self._idle = False
             self._wake.wait(self._pacer.tick(time.monotonic()))
         else:
             self._wake.wait(IDLE_S)
             self._idle = False
 
-    _state_due = False
+    _state_due = _stats_due = False
 
     def _run(self) -> None:
-        next_state = next_stats = last_state = 0.0
+        next_state = next_stats = last_state = last_stats = 0.0
         deadline = time.monotonic() + UNREACHABLE_AFTER_S
         while True:
             self._sleep()
@@ -502,8 +512,9 @@ class FleetPublisher(CommandRunner, EventHandoff):
                         self._state_due = False
                         last_state, next_state = now, now + self.state_every_s
                         self._publish_state()
-                    if now >= next_stats:
-                        next_stats = now + self.stats_every_s
+                    if (self._stats_due and now >= last_stats + STATE_MIN_S) or now >= next_stats:
+                        self._stats_due = False
+                        last_stats, next_stats = now, now + self.stats_every_s
                         self._publish_stats()
                 elif not self._ever_connected and now > deadline:
                     self.say_once("unreachable", f"MQTT broker {self.broker.where} has not answered; classifying and "

@@ -263,7 +263,7 @@ def test_commands_status_and_discovery(trained_run: Path, int8_model: Path, demo
         assert len(texts) == 4, texts
         assert any("unknown command 'frobnicate'" in t for t in texts) and sum("bad payload" in t for t in texts) == 3, texts
 
-        # fleet status: the verdict arrives with the next stats message
+        # fleet status: the verdict arrives with the stats published right after the command
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not (host.devices["pi1"].stats or {}).get("field_check"):
             time.sleep(0.1)

@@ -151,3 +151,39 @@ def test_a_dead_publisher_process_is_started_again(model: Path, video: Path, bro
     unique = sorted(set(seqs))
     assert unique and unique == list(range(len(unique))), unique[-20:]  # seq went on, never back
     assert len(unique) >= len(label_changes(tmp_path / "phoenix.jsonl")) - 5  # at most a tick's events lost with it
+
+
+@needs_mosquitto
+@pytest.mark.parametrize("in_process", [False, True], ids=["publisher-process", "in-process"])
+def test_a_command_publishes_fresh_stats_at_once(in_process: bool, broker: Mosquitto, tmp_path: Path) -> None:
+    """A field check's verdict is in the stats right after its reply, not at the next periodic
+    stats message (60 s here): `fleet status` after `fleet check` shows it."""
+    from edgecls.device.mqtt import FleetPublisher, PublisherProcess
+    from edgecls.device.spool import Spool
+    from edgecls.fleet_protocol import Topics, parse_broker
+
+    verdict: dict[str, object] = {}
+
+    def field_check(_pub: object, _args: object) -> dict[str, object]:
+        verdict["field_check"] = {"passed": True}
+        return {"passed": True}
+
+    common = {"state": lambda: {"label": "a", "seq": 0}, "stats": lambda: {"fps": 1.0, **verdict},
+              "stats_every_s": 60.0, "commands": {"field-check": field_check}}
+    pub = (FleetPublisher(parse_broker(broker.url), Topics("edgecls", "s1"), Spool(tmp_path / "s.sqlite"), **common)
+           if in_process else PublisherProcess(parse_broker(broker.url), Topics("edgecls", "s1"), tmp_path / "s.sqlite", **common))
+    pub.start()
+    listener = Listener(broker.url, ["edgecls/s1/stats", "edgecls/s1/cmd/result"])
+    try:
+        assert pub.wait_ready(10)
+        listener.wait(lambda m: m[0].endswith("/stats"))  # the first, at connect
+        host = monitor(broker.url)
+        wait_online(host, ["s1"])
+        host.send("s1", "field-check")
+        listener.wait(lambda m: m[0].endswith("/cmd/result") and b'"ok":true' in m[1], 10)
+        fresh = listener.wait(lambda m: m[0].endswith("/stats") and b'"passed":true' in m[1], 10)
+        assert json.loads(fresh[0][1])["field_check"] == {"passed": True}
+        host.close()
+    finally:
+        listener.close()
+        pub.close(flush_s=0.5)
