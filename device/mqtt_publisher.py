@@ -65,7 +65,8 @@ log = logging.getLogger("edgecls.device")
 #: round trip (a busy tick's too: 1000 events in BUSY_TICK_S is 10000 a second, ten times the
 #: worst flicker measured). This is the only limit: paho's own is off (0), because with one set
 #: paho walks every message in flight on each PUBACK (``Client._update_inflight``), a pass per
-#: ack that grows with the window (scripts/bench_fleet.py: 15-20 us of paho's ~90 a message).
+#: ack that grows with the window (at 1500 events a second the publisher process spent 129 us
+#: an event with paho's limit at 1000, 113 without: BENCHMARKS.md, session 14).
 WINDOW = 1000
 STATS_EVERY_S = 5.0
 #: Events are stored without an fsync while the broker keeps up (device/spool.py): connected,

@@ -174,16 +174,16 @@ def test_a_command_publishes_fresh_stats_at_once(in_process: bool, broker: Mosqu
            if in_process else PublisherProcess(parse_broker(broker.url), Topics("edgecls", "s1"), tmp_path / "s.sqlite", **common))
     pub.start()
     listener = Listener(broker.url, ["edgecls/s1/stats", "edgecls/s1/cmd/result"])
+    host = monitor(broker.url)
     try:
         assert pub.wait_ready(10)
         listener.wait(lambda m: m[0].endswith("/stats"))  # the first, at connect
-        host = monitor(broker.url)
         wait_online(host, ["s1"])
         host.send("s1", "field-check")
         listener.wait(lambda m: m[0].endswith("/cmd/result") and b'"ok":true' in m[1], 10)
         fresh = listener.wait(lambda m: m[0].endswith("/stats") and b'"passed":true' in m[1], 10)
         assert json.loads(fresh[0][1])["field_check"] == {"passed": True}
-        host.close()
     finally:
+        host.close()
         listener.close()
         pub.close(flush_s=0.5)
