@@ -121,8 +121,7 @@ class PublisherProcess(CommandRunner, EventHandoff):
         self.connected = False
         self.ready = False
         self.spool_path = spool_path
-        EventHandoff.__init__(self)  # emit(): the loop's hand-off to the feeder thread
-        self._state_due = self._stats_due = False
+        EventHandoff.__init__(self)  # emit(), state_changed(), stats_changed(): the loop's hand-off to the feeder thread
         self._stop = threading.Event()
         self._opened = threading.Event()
         self._fatal: str | None = None
@@ -242,18 +241,6 @@ class PublisherProcess(CommandRunner, EventHandoff):
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
-
-    # -- the loop's thread
-
-    def state_changed(self) -> None:
-        """Publish the state soon (a label change): the feeder sends a fresh one on its next tick."""
-        self._state_due = True
-        self._nudge()
-
-    def stats_changed(self) -> None:
-        """Publish the stats soon (a command changed them): the feeder sends fresh ones, marked due."""
-        self._stats_due = True
-        self._nudge()
 
     # -- any thread (command handlers)
 

@@ -140,16 +140,29 @@ class EventHandoff:
 
     :meth:`emit` is a deque append (append and popleft are atomic: no lock), and the worker
     is woken only when it sleeps idle: while it ticks, its next tick sees the work. The
-    worker sets ``_idle`` before an idle sleep and waits on ``_wake``."""
+    worker sets ``_idle`` before an idle sleep and waits on ``_wake``; it sends the state or
+    the stats when ``_state_due`` or ``_stats_due`` says so."""
 
     def __init__(self) -> None:
         self._events: deque[dict[str, Any]] = deque()
         self._idle = False
         self._wake = threading.Event()
+        self._state_due = self._stats_due = False
 
     def emit(self, event: dict[str, Any]) -> None:
         """Loop thread: queue one event (its seq is assigned when it is spooled)."""
         self._events.append(event)
+        self._nudge()
+
+    def state_changed(self) -> None:
+        """Any thread: publish the state soon (a label change), on the worker's next tick."""
+        self._state_due = True
+        self._nudge()
+
+    def stats_changed(self) -> None:
+        """Any thread: publish the stats soon (a command changed them: a field check's
+        verdict), on the worker's next tick."""
+        self._stats_due = True
         self._nudge()
 
     def _nudge(self) -> None:
@@ -174,9 +187,7 @@ class CommandRunner:
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None:
         raise NotImplementedError
 
-    def stats_changed(self) -> None:
-        """Publish the stats soon: a command may have changed them (a field check's verdict)."""
-        raise NotImplementedError
+    stats_changed: Callable[[], None]  # EventHandoff's: a command may have changed the stats
 
     def parse(self, name: str, payload: bytes) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """(args, reply) for a payload from the network, or (None, the error reply): a bad
@@ -464,16 +475,6 @@ class FleetPublisher(CommandRunner, EventHandoff):
                  "replayed": self.replayed, "connected": self._connected.is_set()}
         self.publish(self.topics.stats, dumps(stats), retain=True)
 
-    def state_changed(self) -> None:
-        """Publisher thread or loop: publish the state soon (on a label change), on the next tick."""
-        self._state_due = True
-        self._nudge()
-
-    def stats_changed(self) -> None:
-        """Any thread: publish the stats on the next tick (at most every ``STATE_MIN_S``)."""
-        self._stats_due = True
-        self._nudge()
-
     def _sleep(self) -> None:
         """Until the next tick, or longer when there is nothing to do. ``_idle`` is raised
         before the queues are looked at: an event appended after the look sees it and wakes
@@ -485,8 +486,6 @@ class FleetPublisher(CommandRunner, EventHandoff):
         else:
             self._wake.wait(IDLE_S)
             self._idle = False
-
-    _state_due = _stats_due = False
 
     def _run(self) -> None:
         next_state = next_stats = last_state = last_stats = 0.0
